@@ -1,0 +1,17 @@
+"""One module per algorithm. ``get(name)`` imports an agent module by its short name."""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from types import ModuleType
+
+AGENTS = {"ppo": "rlzoo.agents.ppo"}
+
+
+def get(name: str) -> ModuleType:
+    if name not in AGENTS:
+        close = difflib.get_close_matches(name, AGENTS, n=3)
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise ValueError(f"unknown agent {name!r}.{hint} Known agents: {', '.join(AGENTS)}.")
+    return importlib.import_module(AGENTS[name])

@@ -1,0 +1,1 @@
+"""Shared pure functions: advantages, policy-gradient losses, the agent contract, evaluation."""

@@ -1,0 +1,146 @@
+"""rlzoo environments: one functional interface over gymnax and Brax, plus wrappers.
+
+``make("gymnax/CartPole-v1")`` / ``make("brax/hopper", backend="positional")`` return
+``(env, params)``. Brax is imported only when a ``brax/`` id is made or all ids are listed.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from typing import Any
+
+from rlzoo.envs.core import Box, Discrete, Environment, PyTree, Wrapper
+from rlzoo.envs.wrappers import (
+    ClipAction,
+    EpisodeStatistics,
+    NormalizeObservation,
+    NormalizeReward,
+    RescaleAction,
+    RunningMeanStd,
+    VectorEnv,
+    init_running_stats,
+    normalize,
+    observation_statistics,
+    update_running_stats,
+)
+
+__all__ = [
+    "Box",
+    "ClipAction",
+    "Discrete",
+    "Environment",
+    "EpisodeStatistics",
+    "NormalizeObservation",
+    "NormalizeReward",
+    "RescaleAction",
+    "RunningMeanStd",
+    "VectorEnv",
+    "Wrapper",
+    "init_running_stats",
+    "make",
+    "normalize",
+    "observation_statistics",
+    "register",
+    "registered_ids",
+    "update_running_stats",
+]
+
+
+def _gymnax_names() -> list[str]:
+    import gymnax
+
+    return list(gymnax.registered_envs)
+
+
+def _make_gymnax(name: str, **kwargs: Any) -> Environment:
+    from rlzoo.envs.gymnax_env import GymnaxEnv
+
+    return GymnaxEnv(name, **kwargs)
+
+
+def _brax_names() -> list[str]:
+    from rlzoo.envs.brax_env import brax_names
+
+    return brax_names()
+
+
+def _make_brax(name: str, **kwargs: Any) -> Environment:
+    from rlzoo.envs.brax_env import BraxEnv
+
+    return BraxEnv(name, **kwargs)
+
+
+# backend prefix -> (names it knows, constructor); imports stay lazy.
+_BACKENDS: dict[str, tuple[Callable[[], list[str]], Callable[..., Environment]]] = {
+    "gymnax": (_gymnax_names, _make_gymnax),
+    "brax": (_brax_names, _make_brax),
+}
+
+
+# Ids added at run time with ``register`` (user envs, test envs): id -> factory(**kwargs).
+_REGISTERED: dict[str, Callable[..., Environment]] = {}
+
+
+def register(env_id: str, factory: Callable[..., Environment]) -> None:
+    """Make ``make(env_id, **kwargs)`` build ``factory(**kwargs)`` (params: its defaults)."""
+    backend = env_id.partition("/")[0]
+    if backend in _BACKENDS:
+        raise ValueError(f"{env_id!r}: the prefix {backend!r} belongs to a built-in backend")
+    _REGISTERED[env_id] = factory
+
+
+def registered_ids() -> list[str]:
+    """Every id ``make`` accepts, e.g. ``"gymnax/CartPole-v1"``, ``"brax/hopper"``."""
+    built_in = [f"{b}/{name}" for b, (names, _) in _BACKENDS.items() for name in names()]
+    return built_in + list(_REGISTERED)
+
+
+def _unknown_id_message(env_id: str) -> str:
+    ids = registered_ids()
+    by_lower = {i.lower(): i for i in ids}
+    # Also match against bare names so "CartPole-v1" suggests "gymnax/CartPole-v1".
+    candidates = {**by_lower, **{i.split("/", 1)[1].lower(): i for i in ids}}
+    close = difflib.get_close_matches(env_id.lower(), list(candidates), n=5, cutoff=0.6)
+    close += difflib.get_close_matches(
+        env_id.split("/", 1)[-1].lower(), list(candidates), n=5, cutoff=0.6
+    )
+    suggestions = list(dict.fromkeys(candidates[c] for c in close))[:3]
+    message = f"unknown env id {env_id!r}"
+    if suggestions:
+        message += "; did you mean " + " or ".join(repr(s) for s in suggestions) + "?"
+    known = "; ".join(
+        f"{backend}: {', '.join(names())}" for backend, (names, _) in _BACKENDS.items()
+    )
+    if _REGISTERED:
+        known += f"; registered: {', '.join(_REGISTERED)}"
+    return f"{message} Known ids (<backend>/<name>) - {known}"
+
+
+def make(env_id: str, **kwargs: Any) -> tuple[Environment, PyTree]:
+    """Builds the environment ``<backend>/<name>``; returns ``(env, env.default_params)``.
+
+    ``kwargs`` go to the backend adapter (``GymnaxEnv`` / ``BraxEnv``). Raises ``ValueError``
+    naming close matches and all known ids for an unknown id.
+    """
+    if env_id in _REGISTERED:
+        env = _REGISTERED[env_id](**kwargs)
+        return env, env.default_params
+    backend, _, name = env_id.partition("/")
+    if backend not in _BACKENDS or name not in _BACKENDS[backend][0]():
+        raise ValueError(_unknown_id_message(env_id))
+    env = _BACKENDS[backend][1](name, **kwargs)
+    return env, env.default_params
+
+
+def __getattr__(name: str) -> Any:
+    # Adapter classes load lazily so that importing rlzoo.envs does not import Brax.
+    if name == "GymnaxEnv":
+        from rlzoo.envs.gymnax_env import GymnaxEnv
+
+        return GymnaxEnv
+    if name == "BraxEnv":
+        from rlzoo.envs.brax_env import BraxEnv
+
+        return BraxEnv
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,292 @@
+"""Pure, jittable environment wrappers; each keeps its own state next to the inner one.
+
+Typical stacking::
+
+    env = EpisodeStatistics(env)           # per-env, inside the vmap
+    env = VectorEnv(env, num_envs)         # leading env axis from here on
+    env = NormalizeObservation(env)        # statistics shared across envs
+    env = NormalizeReward(env, gamma)
+
+Wrapper states are flax dataclasses holding the inner state in ``env_state``.
+``EpisodeStatistics`` and ``NormalizeReward`` infer a batch shape from the observation
+(``obs.shape`` minus the observation space's shape), so they work both inside and outside
+``VectorEnv``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from rlzoo.envs.core import Array, Box, Environment, PyTree, Space, Wrapper
+
+StepResult = tuple[Array, PyTree, Array, Array, Array, dict[str, Any]]
+
+
+def _batch_shape(env: Environment, obs: Array, params: PyTree) -> tuple[int, ...]:
+    """Leading dims of ``obs`` beyond one observation (``(num_envs,)`` or ``()``)."""
+    event_ndim = len(env.observation_space(params).shape)
+    return tuple(obs.shape[: obs.ndim - event_ndim])
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+@struct.dataclass
+class EpisodeStatisticsState:
+    env_state: PyTree
+    episode_return: Array  # running return of the current episode
+    episode_length: Array  # running length of the current episode
+    returned_episode_return: Array  # return of the most recently completed episode
+    returned_episode_length: Array
+
+
+class EpisodeStatistics(Wrapper):
+    """Adds ``episode_return``, ``episode_length`` and ``episode_done`` to ``info``.
+
+    ``episode_return`` / ``episode_length`` are those of the most recently completed episode
+    (0 before any completes), held until the next one completes; ``episode_done`` says that
+    an episode ended at this step.
+    """
+
+    def reset(self, key: Array, params: PyTree) -> tuple[Array, EpisodeStatisticsState]:
+        obs, env_state = self.env.reset(key, params)
+        shape = _batch_shape(self.env, obs, params)
+        zf, zi = jnp.zeros(shape, jnp.float32), jnp.zeros(shape, jnp.int32)
+        return obs, EpisodeStatisticsState(env_state, zf, zi, zf, zi)
+
+    def step(
+        self, key: Array, state: EpisodeStatisticsState, action: Array, params: PyTree
+    ) -> StepResult:
+        obs, env_state, reward, terminated, truncated, info = self.env.step(
+            key, state.env_state, action, params
+        )
+        done = terminated | truncated
+        ret = state.episode_return + reward
+        length = state.episode_length + 1
+        new_state = EpisodeStatisticsState(
+            env_state=env_state,
+            episode_return=jnp.where(done, 0.0, ret),
+            episode_length=jnp.where(done, 0, length),
+            returned_episode_return=jnp.where(done, ret, state.returned_episode_return),
+            returned_episode_length=jnp.where(done, length, state.returned_episode_length),
+        )
+        info = {
+            **info,
+            "episode_return": new_state.returned_episode_return,
+            "episode_length": new_state.returned_episode_length,
+            "episode_done": done,
+        }
+        return obs, new_state, reward, terminated, truncated, info
+
+
+# --------------------------------------------------------------------------- vectorisation
+
+
+class VectorEnv(Wrapper):
+    """``num_envs`` copies of ``env`` under ``vmap``; ``params`` are shared, not batched.
+
+    Spaces stay those of a single env; observations, rewards, flags, info and state gain a
+    leading axis of size ``num_envs``.
+    """
+
+    def __init__(self, env: Environment, num_envs: int):
+        super().__init__(env)
+        self.num_envs = int(num_envs)
+
+    def reset(self, key: Array, params: PyTree) -> tuple[Array, PyTree]:
+        keys = jax.random.split(key, self.num_envs)
+        return jax.vmap(self.env.reset, in_axes=(0, None))(keys, params)
+
+    def step(self, key: Array, state: PyTree, action: Array, params: PyTree) -> StepResult:
+        keys = jax.random.split(key, self.num_envs)
+        return jax.vmap(self.env.step, in_axes=(0, 0, 0, None))(keys, state, action, params)
+
+
+# --------------------------------------------------------------------------- running statistics
+
+
+@struct.dataclass
+class RunningMeanStd:
+    """Mean and (population) variance of everything seen so far, and how many samples."""
+
+    mean: Array
+    var: Array
+    count: Array
+
+
+def init_running_stats(shape: tuple[int, ...]) -> RunningMeanStd:
+    """Empty statistics: mean 0, var 1, count 0 (``normalize`` is then the identity)."""
+    return RunningMeanStd(
+        mean=jnp.zeros(shape, jnp.float32),
+        var=jnp.ones(shape, jnp.float32),
+        count=jnp.zeros((), jnp.float32),
+    )
+
+
+def update_running_stats(stats: RunningMeanStd, batch: Array) -> RunningMeanStd:
+    """Merges a batch (leading axis = samples) into ``stats`` (Chan et al. parallel update).
+
+    A batch with no leading axis (same shape as ``stats.mean``) counts as one sample.
+    Starting from ``init_running_stats`` (count 0), the result is exactly the mean and
+    variance of all batches concatenated.
+    """
+    batch = jnp.asarray(batch, jnp.float32)
+    if batch.ndim == stats.mean.ndim:
+        batch = batch[None]
+    batch = batch.reshape((-1, *stats.mean.shape))
+    n = jnp.asarray(batch.shape[0], jnp.float32)
+    batch_mean = batch.mean(axis=0)
+    batch_var = batch.var(axis=0)
+    delta = batch_mean - stats.mean
+    total = stats.count + n
+    mean = stats.mean + delta * n / total
+    m2 = stats.var * stats.count + batch_var * n + delta**2 * stats.count * n / total
+    return RunningMeanStd(mean=mean, var=m2 / total, count=total)
+
+
+def normalize(stats: RunningMeanStd, x: Array, clip: float = 10.0, eps: float = 1e-8) -> Array:
+    """``(x - mean) / sqrt(var + eps)``, clipped to ``[-clip, clip]``."""
+    return jnp.clip((x - stats.mean) / jnp.sqrt(stats.var + eps), -clip, clip)
+
+
+# --------------------------------------------------------------------------- normalisation
+
+
+@struct.dataclass
+class NormalizeObservationState:
+    env_state: PyTree
+    obs_stats: RunningMeanStd
+
+
+class NormalizeObservation(Wrapper):
+    """Normalises observations with running statistics kept in the state.
+
+    Meant to sit outside ``VectorEnv`` (one set of statistics over all envs); an unbatched
+    env works too. Every reset/step first merges the returned observations into the
+    statistics, then normalises ``obs`` and ``info["final_observation"]`` with them.
+    """
+
+    def __init__(self, env: Environment, clip: float = 10.0):
+        super().__init__(env)
+        self.clip = float(clip)
+
+    def reset(self, key: Array, params: PyTree) -> tuple[Array, NormalizeObservationState]:
+        obs, env_state = self.env.reset(key, params)
+        stats = init_running_stats(self.env.observation_space(params).shape)
+        stats = update_running_stats(stats, obs)
+        return normalize(stats, obs, self.clip), NormalizeObservationState(env_state, stats)
+
+    def step(
+        self, key: Array, state: NormalizeObservationState, action: Array, params: PyTree
+    ) -> StepResult:
+        obs, env_state, reward, terminated, truncated, info = self.env.step(
+            key, state.env_state, action, params
+        )
+        stats = update_running_stats(state.obs_stats, obs)
+        info = {**info, "final_observation": normalize(stats, info["final_observation"], self.clip)}
+        obs = normalize(stats, obs, self.clip)
+        return obs, NormalizeObservationState(env_state, stats), reward, terminated, truncated, info
+
+
+def observation_statistics(env_state: PyTree) -> RunningMeanStd | None:
+    """The observation statistics of the outermost ``NormalizeObservation`` in a wrapper
+    state, or ``None`` if there is none (e.g. to normalise an evaluation env's obs)."""
+    while env_state is not None:
+        if isinstance(env_state, NormalizeObservationState):
+            return env_state.obs_stats
+        env_state = getattr(env_state, "env_state", None)
+    return None
+
+
+@struct.dataclass
+class NormalizeRewardState:
+    env_state: PyTree
+    return_stats: RunningMeanStd  # statistics of the discounted return (scalar)
+    discounted_return: Array  # per env
+
+
+class NormalizeReward(Wrapper):
+    """Divides rewards by the running std of the discounted return, then clips.
+
+    Per env, ``G = gamma * G + r`` each step (``G`` restarts at 0 after an episode ends);
+    the statistics of ``G`` are updated with every step's batch of ``G`` and the reward is
+    scaled by ``1 / sqrt(var + eps)`` (not centred). Meant to sit outside ``VectorEnv``.
+    """
+
+    def __init__(
+        self, env: Environment, gamma: float = 0.99, clip: float = 10.0, eps: float = 1e-8
+    ):
+        super().__init__(env)
+        self.gamma = float(gamma)
+        self.clip = float(clip)
+        self.eps = float(eps)
+
+    def reset(self, key: Array, params: PyTree) -> tuple[Array, NormalizeRewardState]:
+        obs, env_state = self.env.reset(key, params)
+        shape = _batch_shape(self.env, obs, params)
+        state = NormalizeRewardState(
+            env_state, init_running_stats(()), jnp.zeros(shape, jnp.float32)
+        )
+        return obs, state
+
+    def step(
+        self, key: Array, state: NormalizeRewardState, action: Array, params: PyTree
+    ) -> StepResult:
+        obs, env_state, reward, terminated, truncated, info = self.env.step(
+            key, state.env_state, action, params
+        )
+        ret = self.gamma * state.discounted_return + reward
+        stats = update_running_stats(state.return_stats, ret)
+        scaled = jnp.clip(reward / jnp.sqrt(stats.var + self.eps), -self.clip, self.clip)
+        ret = jnp.where(terminated | truncated, 0.0, ret)
+        new_state = NormalizeRewardState(env_state, stats, ret)
+        return obs, new_state, scaled.astype(jnp.float32), terminated, truncated, info
+
+
+# --------------------------------------------------------------------------- actions
+
+
+def _inner_box(env: Environment, params: PyTree, wrapper: str) -> Box:
+    space: Space = env.action_space(params)
+    if not isinstance(space, Box):
+        raise TypeError(f"{wrapper} needs a Box action space, got {space}")
+    return space
+
+
+class ClipAction(Wrapper):
+    """Clips continuous actions to the action space's bounds before stepping."""
+
+    def __init__(self, env: Environment):
+        super().__init__(env)
+        _inner_box(env, env.default_params, "ClipAction")
+
+    def step(self, key: Array, state: PyTree, action: Array, params: PyTree) -> StepResult:
+        box = _inner_box(self.env, params, "ClipAction")
+        return self.env.step(key, state, jnp.clip(action, box.low, box.high), params)
+
+
+class RescaleAction(Wrapper):
+    """Exposes ``Box(low, high)`` actions and maps them affinely onto the inner bounds."""
+
+    def __init__(self, env: Environment, low: float = -1.0, high: float = 1.0):
+        super().__init__(env)
+        if not low < high:
+            raise ValueError(f"RescaleAction needs low < high, got {low}, {high}")
+        if not _inner_box(env, env.default_params, "RescaleAction").bounded:
+            raise ValueError("RescaleAction needs a bounded inner action space")
+        self.low = float(low)
+        self.high = float(high)
+
+    def action_space(self, params: PyTree) -> Box:
+        inner = _inner_box(self.env, params, "RescaleAction")
+        return Box(self.low, self.high, inner.shape)
+
+    def step(self, key: Array, state: PyTree, action: Array, params: PyTree) -> StepResult:
+        inner = _inner_box(self.env, params, "RescaleAction")
+        frac = (action - self.low) / (self.high - self.low)
+        inner_action = inner.low + frac * (inner.high - inner.low)
+        return self.env.step(key, state, inner_action.astype(jnp.float32), params)

@@ -1,0 +1,1 @@
+"""Launch layer helpers: run directories, logging, checkpoints, device sharding, statistics."""

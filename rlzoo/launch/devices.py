@@ -1,0 +1,66 @@
+"""Placing the batch of agents on devices: the seed axis is sharded over a 1-D mesh."""
+
+from __future__ import annotations
+
+import os
+import re
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+
+def request_cpu_devices(count: int) -> None:
+    """Ask XLA for ``count`` host (CPU) devices so seeds run in parallel on the cores.
+
+    Must run before JAX creates its backends. It only affects the CPU platform; on GPU or
+    TPU the accelerators are the devices and this changes nothing.
+    """
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_force_host_platform_device_count" in flags or count <= 1:
+        return
+    os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}".strip()
+
+
+def requested_cpu_devices() -> int | None:
+    match = re.search(
+        r"xla_force_host_platform_device_count=(\d+)", os.environ.get("XLA_FLAGS", "")
+    )
+    return int(match.group(1)) if match else None
+
+
+def seed_mesh(num_seeds: int, num_devices: int = 0) -> tuple[Mesh, str | None]:
+    """A mesh for ``num_seeds`` agents and a note on what was chosen, if anything changed.
+
+    ``num_devices = 0`` uses the largest number of available devices that divides the seed
+    count (so every device holds the same number of seeds). An explicit ``num_devices``
+    that is unavailable or does not divide the seeds is refused.
+    """
+    if num_seeds < 1:
+        raise ValueError(f"num_seeds must be >= 1, got {num_seeds}")
+    devices = jax.devices()
+    note = None
+    if num_devices == 0:
+        usable = max(d for d in range(1, len(devices) + 1) if num_seeds % d == 0)
+        if usable < len(devices):
+            note = (
+                f"{num_seeds} seed(s) do not divide over {len(devices)} devices; "
+                f"using {usable} device(s). Use a multiple of {len(devices)} seeds to use all."
+            )
+        num_devices = usable
+    elif num_devices > len(devices):
+        raise ValueError(
+            f"num_devices = {num_devices} but JAX sees only {len(devices)} device(s): "
+            f"{[str(d) for d in devices]}."
+        )
+    elif num_seeds % num_devices:
+        raise ValueError(
+            f"num_seeds = {num_seeds} does not divide over num_devices = {num_devices}; "
+            f"use a multiple of {num_devices} seeds, or --num_devices=0 to choose automatically."
+        )
+    return Mesh(np.array(devices[:num_devices]), ("seeds",)), note
+
+
+def seed_sharding(mesh: Mesh) -> NamedSharding:
+    """Leading (seed) axis split over the mesh; every other axis whole on each device."""
+    return NamedSharding(mesh, PartitionSpec("seeds"))

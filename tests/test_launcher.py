@@ -1,0 +1,230 @@
+"""The launcher end to end: run directory, resume after a kill, sharding, clear errors."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from rlzoo import envs
+from rlzoo.launch.files import MetricsLog
+from rlzoo.train import RunError, RunSpec, define_config_flag, run
+
+pytestmark = pytest.mark.timeout(600)
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = dict(num_envs=4, num_steps=16, num_epochs=2, num_minibatches=2, num_eval_episodes=4)
+
+
+def tiny_spec(run_dir, iterations=8, **changes):
+    config = dict(TINY, total_timesteps=iterations * 64)
+    spec = RunSpec(num_seeds=2, config=config, run_dir=str(run_dir), eval_every=128)
+    for key, value in changes.items():
+        setattr(spec, key, value)
+    return spec
+
+
+def cli(*args, env=None, **kwargs):
+    cmd = [sys.executable, "-m", "rlzoo.train", "--progress=false", "--tensorboard=false", *args]
+    return subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **kwargs,
+    )
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("runs") / "tiny"
+    summary = run(tiny_spec(run_dir), progress=False)
+    return run_dir, summary
+
+
+def test_run_directory_has_every_file(finished_run):
+    run_dir, summary = finished_run
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["run"]["num_seeds"] == 2 and config["agent_config"]["num_steps"] == 16
+    rows = MetricsLog(run_dir / "metrics.jsonl").read()
+    train_rows = [r for r in rows if not r.get("eval")]
+    eval_rows = [r for r in rows if r.get("eval")]
+    assert sorted({(r["iteration"], r["seed"]) for r in train_rows}) == [
+        (i, s) for i in range(1, 9) for s in range(2)
+    ]
+    assert {r["iteration"] for r in eval_rows} == {2, 4, 6, 8}
+    assert any((run_dir / "tensorboard").iterdir())
+    assert (
+        sorted(p.name for p in (run_dir / "checkpoints").iterdir() if p.name.isdigit())[-1] == "8"
+    )
+    saved = json.loads((run_dir / "summary.json").read_text())
+    det = saved["final_eval"]["deterministic_return"]
+    per_seed = saved["final_eval_per_seed"]["deterministic_return"]
+    assert len(per_seed) == 2 and det["mean"] == pytest.approx(np.mean(per_seed))
+    assert set(det) >= {"mean", "std", "iqm"}
+    assert summary["env_steps_per_seed"] == 8 * 64
+
+
+def test_resume_after_kill_equals_uninterrupted_run(tmp_path):
+    flags = [
+        "--num_seeds=2",
+        "--total_timesteps=3840",
+        "--eval_every=64",
+        "--checkpoint_every=64",
+        *[f"--config.{k}={v}" for k, v in TINY.items()],
+    ]
+    whole = cli(*flags, f"--run_dir={tmp_path / 'whole'}")
+    killed = cli(*flags, f"--run_dir={tmp_path / 'killed'}")
+    checkpoints = tmp_path / "killed" / "checkpoints"
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        steps = (
+            [p for p in checkpoints.iterdir() if p.name.isdigit()] if checkpoints.exists() else []
+        )
+        if len(steps) >= 3:
+            break
+        time.sleep(0.02)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert not (tmp_path / "killed" / "summary.json").exists(), "run ended before the kill"
+    resumed = cli("--resume", f"--run_dir={tmp_path / 'killed'}")
+    out_resumed, _ = resumed.communicate()
+    out_whole, _ = whole.communicate()
+    assert resumed.returncode == 0, out_resumed
+    assert whole.returncode == 0, out_whole
+    assert "resumed from iteration" in out_resumed
+
+    def metrics(name):
+        rows = MetricsLog(tmp_path / name / "metrics.jsonl").read()
+        return sorted(rows, key=lambda r: (r["iteration"], r["seed"], bool(r.get("eval"))))
+
+    assert metrics("killed") == metrics("whole")
+    a = json.loads((tmp_path / "killed" / "summary.json").read_text())
+    b = json.loads((tmp_path / "whole" / "summary.json").read_text())
+    assert a["final_eval_per_seed"] == b["final_eval_per_seed"]
+
+
+def test_seeds_sharded_over_four_devices_equal_one_device(tmp_path):
+    script = textwrap.dedent(f"""
+        import json, jax
+        from rlzoo.train import RunSpec, run
+        assert len(jax.devices()) == 4, jax.devices()
+        out = {{}}
+        for n in (1, 4):
+            spec = RunSpec(num_seeds=4, num_devices=n, run_dir="{tmp_path}/d%d" % n,
+                           config={dict(TINY, total_timesteps=6 * 64)!r}, eval_every=192)
+            out[n] = run(spec, progress=False, tensorboard=False)["final_eval_per_seed"]
+        print(json.dumps(out))
+    """)
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    np.testing.assert_allclose(
+        out["4"]["deterministic_return"], out["1"]["deterministic_return"], rtol=1e-5
+    )
+    rows = {n: MetricsLog(tmp_path / f"d{n}" / "metrics.jsonl").read() for n in (1, 4)}
+    for a, b in zip(rows[1], rows[4], strict=True):
+        assert a.keys() == b.keys()
+        np.testing.assert_allclose([a[k] for k in a], [b[k] for k in a], rtol=1e-4, atol=1e-5)
+
+
+def test_cli_end_to_end_prints_summary(tmp_path):
+    proc = cli(
+        "--num_seeds=2",
+        "--total_timesteps=256",
+        f"--run_dir={tmp_path / 'cli'}",
+        *[f"--config.{k}={v}" for k, v in TINY.items()],
+        "--progress=true",
+    )
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out
+    assert "final deterministic return" in out
+    assert (tmp_path / "cli" / "summary.json").exists()
+
+
+# ------------------------------------------------------------------ bad input, clear errors
+
+
+def test_unknown_agent_env_and_config_field_name_close_matches(tmp_path):
+    with pytest.raises(ValueError, match="Did you mean 'ppo'"):
+        run(tiny_spec(tmp_path / "a", agent="ppp"), progress=False)
+    with pytest.raises(ValueError, match="CartPole-v1"):
+        run(tiny_spec(tmp_path / "b", env="gymnax/CartPole-v2"), progress=False)
+    with pytest.raises(ValueError, match="learning_rate"):
+        define_config_flag(["prog", "--config.learning_rat=0.1"])
+    with pytest.raises(ValueError, match="learning_rate"):
+        run(tiny_spec(tmp_path / "c", config=dict(TINY, learning_rat=0.1)), progress=False)
+
+
+def test_bad_seed_and_device_counts_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="num_seeds must be >= 1"):
+        run(tiny_spec(tmp_path / "a", num_seeds=0), progress=False)
+    with pytest.raises(ValueError, match="num_devices = 3 but JAX sees only 1"):
+        run(tiny_spec(tmp_path / "b", num_devices=3), progress=False)
+    with pytest.raises(ValueError, match=r"num_envs \* num_steps = 4 \* 16 = 64 .* 3"):
+        run(tiny_spec(tmp_path / "c", config=dict(TINY, num_minibatches=3)), progress=False)
+
+
+def test_resume_on_missing_or_corrupt_run_directory(tmp_path, finished_run):
+    with pytest.raises(RunError, match=r"no config\.json"):
+        run(tiny_spec(tmp_path / "missing"), resume=True, progress=False)
+    run_dir, _ = finished_run
+    corrupt = tmp_path / "corrupt"
+    subprocess.run(["cp", "-r", str(run_dir), str(corrupt)], check=True)
+    for path in (corrupt / "checkpoints" / "8").rglob("*"):
+        if path.is_file():
+            path.write_bytes(b"garbage")
+    with pytest.raises(RunError, match="cannot be read"):
+        run(tiny_spec(corrupt), resume=True, progress=False)
+    with pytest.raises(RunError, match="already holds a run"):
+        run(tiny_spec(run_dir), progress=False)
+
+
+def test_non_finite_loss_stops_with_iteration_and_seed_and_keeps_checkpoint(tmp_path):
+    envs.register("test/NaNRewardCartPole", NaNRewardAfter)
+    spec = tiny_spec(
+        tmp_path / "nan",
+        iterations=12,
+        env="test/NaNRewardCartPole",
+        eval_every=64,
+        checkpoint_every=64,
+    )
+    with pytest.raises(RunError, match=r"non-finite .* iteration 7 .* seed 0.*iteration 6"):
+        run(spec, progress=False, tensorboard=False)
+    steps = [p.name for p in (tmp_path / "nan" / "checkpoints").iterdir() if p.name.isdigit()]
+    assert max(map(int, steps)) == 6
+
+
+class NaNRewardAfter(envs.Wrapper):
+    """CartPole whose reward turns NaN from the 97th step of each env (iteration 7 here)."""
+
+    def __init__(self):
+        env, _ = envs.make("gymnax/CartPole-v1")
+        super().__init__(env)
+
+    def reset(self, key, params):
+        obs, state = self.env.reset(key, params)
+        return obs, (state, jnp.zeros((), jnp.int32))
+
+    def step(self, key, state, action, params):
+        inner, t = state
+        obs, inner, reward, terminated, truncated, info = self.env.step(key, inner, action, params)
+        reward = jnp.where(t >= 6 * 16, jnp.nan, reward)
+        return obs, (inner, t + 1), reward, terminated, truncated, info

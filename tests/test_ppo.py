@@ -1,0 +1,94 @@
+"""PPO: vmapping over hyperparameters, determinism, learning, every action/obs kind."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from rlzoo import envs
+from rlzoo.agents import ppo
+from rlzoo.core.hparams import vmap_axes
+
+pytestmark = pytest.mark.timeout(300)
+
+TINY = ppo.Config(num_envs=4, num_steps=16, num_epochs=2, num_minibatches=2, total_timesteps=192)
+
+
+@pytest.fixture(scope="module")
+def cartpole():
+    return envs.make("gymnax/CartPole-v1")
+
+
+def test_two_learning_rates_in_one_program_equal_two_separate_runs(cartpole):
+    env, params = cartpole
+    train = ppo.make_train(TINY, env, params)
+    key = jax.random.PRNGKey(3)
+    rates = jnp.array([1e-3, 3e-2])
+    batched = TINY.replace(learning_rate=rates)
+    swept_state, swept_metrics = jax.jit(jax.vmap(train, in_axes=(None, vmap_axes(batched))))(
+        key, batched
+    )
+    single = jax.jit(train)
+    for i, rate in enumerate(rates):
+        state, metrics = single(key, TINY.replace(learning_rate=rate))
+        jax.tree.map(
+            lambda a, b, i=i: np.testing.assert_allclose(a[i], b, rtol=2e-5, atol=2e-6),
+            swept_state.params,
+            state.params,
+        )
+        np.testing.assert_allclose(swept_metrics["loss"][i], metrics["loss"], rtol=2e-5, atol=2e-6)
+    # The two rates really trained different agents.
+    first = jax.tree.leaves(swept_state.params)[0]
+    assert not np.allclose(first[0], first[1])
+
+
+def test_same_key_same_result_different_key_different_result(cartpole):
+    env, params = cartpole
+    train = jax.jit(jax.vmap(ppo.make_train(TINY, env, params)))
+    keys = jax.random.split(jax.random.PRNGKey(0), 2)
+    a, metrics_a = train(keys)
+    b, metrics_b = train(keys)
+    jax.tree.map(np.testing.assert_array_equal, a.params, b.params)
+    np.testing.assert_array_equal(metrics_a["loss"], metrics_b["loss"])
+    leaf = jax.tree.leaves(a.params)[0]
+    assert not np.array_equal(leaf[0], leaf[1])
+
+
+def test_short_cartpole_run_clearly_learns(cartpole):
+    env, params = cartpole
+    config = ppo.Config(total_timesteps=100_352, num_eval_episodes=16)
+    agent = ppo.make_agent(config, env, params)
+
+    @jax.jit
+    @jax.vmap
+    def train_and_evaluate(key):
+        state, metrics = ppo.make_train(config, env, params)(key)
+        return agent.evaluate(state, jax.random.fold_in(key, 1)), metrics["episode_return"]
+
+    evaluation, curve = train_and_evaluate(jax.random.split(jax.random.PRNGKey(1), 2))
+    # A uniformly random CartPole policy lasts about 22 steps.
+    assert float(np.mean(evaluation["deterministic_return"])) > 150.0
+    assert float(np.mean(curve[:, -10:])) > 2 * float(np.mean(curve[:, :5]))
+
+
+@pytest.mark.parametrize(
+    "env_id,overrides",
+    [
+        ("gymnax/Pendulum-v1", dict(normalize_observations=True, normalize_rewards=True)),
+        ("gymnax/Breakout-MinAtar", dict(num_envs=4, num_steps=8, num_minibatches=2)),
+        ("brax/inverted_pendulum", dict(num_envs=8, num_steps=8, num_minibatches=2)),
+    ],
+)
+def test_continuous_image_and_brax_envs_train_and_evaluate(env_id, overrides):
+    env, params = envs.make(env_id, **({"episode_length": 50} if env_id.startswith("brax") else {}))
+    config = ppo.default_config(env_id).replace(
+        num_steps=overrides.pop("num_steps", 16), num_eval_episodes=2, **overrides
+    )
+    config = config.replace(total_timesteps=2 * config.num_envs * config.num_steps)
+    agent = ppo.make_agent(config, env, params)
+    state, metrics = jax.jit(ppo.make_train(config, env, params))(jax.random.PRNGKey(0))
+    assert metrics["loss"].shape == (2,)
+    assert bool(np.all(metrics["finite"]))
+    evaluation = jax.jit(agent.evaluate)(state, jax.random.PRNGKey(1))
+    assert np.isfinite(evaluation["deterministic_return"])
+    assert evaluation["stochastic_length"] >= 1
