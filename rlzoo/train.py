@@ -35,7 +35,7 @@ if __name__ == "__main__":
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
-from absl import app, flags  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_dict, config_flags  # noqa: E402
 
 from rlzoo import agents, envs  # noqa: E402
@@ -143,8 +143,6 @@ def run(spec: RunSpec, progress: bool = True, tensorboard: bool = True, resume: 
 
     keys = jax.device_put(jax.random.split(jax.random.PRNGKey(spec.seed), spec.num_seeds), sharding)
     init = jax.jit(jax.vmap(agent.init, in_axes=(0, None)), out_shardings=sharding)
-    evaluate = jax.jit(jax.vmap(agent.evaluate))
-    chunk_fns: dict[int, Any] = {}  # compiled chunk programs by length
 
     checkpointer = Checkpointer(run_dir / "checkpoints", spec.max_to_keep)
     log = MetricsLog(run_dir / "metrics.jsonl")
@@ -172,6 +170,21 @@ def run(spec: RunSpec, progress: bool = True, tensorboard: bool = True, resume: 
         print(f"rlzoo: resumed from iteration {iteration}")
     else:
         state = init(keys, config)
+
+    # Compile every program up front: at most two chunk lengths (the last may be shorter).
+    compile_start = time.perf_counter()
+    print("rlzoo: compiling ...", flush=True)
+    lengths = {
+        min(chunk, agent.num_iterations - i) for i in range(iteration, agent.num_iterations, chunk)
+    }
+    chunk_fns = {
+        n: jax.jit(jax.vmap(lambda s, n=n: scan_updates(agent, s, n)), donate_argnums=0)
+        .lower(state)
+        .compile()
+        for n in sorted(lengths)
+    }
+    evaluate = jax.jit(jax.vmap(agent.evaluate)).lower(state, keys).compile()
+    compile_seconds = time.perf_counter() - compile_start
 
     writer = None
     if tensorboard:
@@ -212,18 +225,12 @@ def run(spec: RunSpec, progress: bool = True, tensorboard: bool = True, resume: 
                 )
         return results
 
-    compile_seconds = 0.0
     train_start = time.perf_counter()
     last_good = checkpointer.latest_iteration()
     results = None
     while iteration < agent.num_iterations:
         length = min(chunk, agent.num_iterations - iteration)
         t0 = time.perf_counter()
-        if length not in chunk_fns:
-            fn = jax.vmap(lambda s, n=length: scan_updates(agent, s, n))
-            chunk_fns[length] = jax.jit(fn, donate_argnums=0).lower(state).compile()
-            compile_seconds += time.perf_counter() - t0
-            t0 = time.perf_counter()
         state, metrics = chunk_fns[length](state)
         metrics = jax.device_get(metrics)
         chunk_seconds = time.perf_counter() - t0
@@ -274,7 +281,7 @@ def run(spec: RunSpec, progress: bool = True, tensorboard: bool = True, resume: 
             bar.set_postfix(postfix)
     if bar is not None:
         bar.close()
-    train_seconds = time.perf_counter() - train_start - compile_seconds
+    train_seconds = time.perf_counter() - train_start
     if results is None:  # resumed a run that had already finished
         results = run_evaluation(state, iteration)
     checkpointer.close()
@@ -362,12 +369,18 @@ def define_config_flag(argv: list[str]) -> None:
             name = arg[len("--config.") :].split("=", 1)[0]
             if name not in fields:
                 raise hparams.unknown_field_error(type(defaults), name)
-    values = {f.name: getattr(defaults, f.name) for f in dataclasses.fields(defaults)}
+    values = {}
+    for field in dataclasses.fields(defaults):
+        value = getattr(defaults, field.name)
+        # A None default (e.g. "same as another field") still accepts a typed override.
+        values[field.name] = config_dict.placeholder(tuple) if value is None else value
     config_flags.DEFINE_config_dict("config", config_dict.ConfigDict(values))
 
 
 def main(argv: list[str]) -> None:
     del argv
+    if not FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
     overrides = FLAGS.config.to_dict()
     if FLAGS.total_timesteps:
         overrides["total_timesteps"] = FLAGS.total_timesteps

@@ -74,6 +74,7 @@ class Config:
     normalize_rewards: bool = static(False)  # scale by the running std of the return
     torso: str = static("mlp")  # "mlp" or "cnn" (MinAtar images)
     hidden_sizes: tuple[int, ...] = static((64, 64))
+    value_hidden_sizes: tuple[int, ...] | None = static(None)  # None: same as hidden_sizes
     activation: str = static("tanh")
     log_std_init: float = static(0.0)  # continuous actions only
     num_eval_episodes: int = static(32)
@@ -81,8 +82,9 @@ class Config:
 
 # Shipped defaults per env family, applied on top of ``Config()`` by ``default_config``.
 PRESETS: dict[str, dict[str, Any]] = {
-    # Classic control: PureJaxRL's CartPole settings.
-    "gymnax": {},
+    # Classic control: PureJaxRL's CartPole settings with a 4x larger learning rate, which
+    # solved CartPole-v1 for 24 of 24 seeds (2.5e-4: 7 of 8); experiments/ppo_cartpole.py.
+    "gymnax": dict(learning_rate=1e-3),
     # MinAtar images: CNN torso, more envs (PureJaxRL / gymnax MinAtar settings).
     "gymnax/minatar": dict(
         torso="cnn",
@@ -94,22 +96,28 @@ PRESETS: dict[str, dict[str, Any]] = {
         learning_rate=5e-4,
         total_timesteps=10_000_000,
     ),
-    # Brax locomotion: observation normalisation, larger batches, brax-like settings.
+    # Brax locomotion: the Brax training colab's PPO settings (its "ant" entry, with
+    # Brax's default networks), with num_envs scaled from 4096 to 256 for small machines.
+    # One iteration = 256 envs x 80 steps = Brax's 16 unrolls of 5 steps per update.
     "brax": dict(
         num_envs=256,
-        num_steps=64,
+        num_steps=80,
         num_epochs=4,
         num_minibatches=32,
         learning_rate=3e-4,
+        anneal_lr=False,
         gamma=0.97,
         gae_lambda=0.95,
         clip_eps=0.3,
         ent_coef=1e-2,
-        max_grad_norm=1.0,
+        vf_coef=0.5,
+        max_grad_norm=1e9,  # Brax's default: no gradient clipping
+        reward_scale=10.0,
         hidden_sizes=(32, 32, 32, 32),
+        value_hidden_sizes=(256, 256, 256, 256, 256),
         activation="silu",
         normalize_observations=True,
-        total_timesteps=2_000_000,
+        total_timesteps=1_000_000,
     ),
 }
 
@@ -181,6 +189,7 @@ def make_agent(config: Config, env: Environment, env_params: Any = None) -> Agen
         discrete=discrete,
         torso=config.torso,
         hidden_sizes=config.hidden_sizes,
+        value_hidden_sizes=config.value_hidden_sizes,
         activation=config.activation,
         log_std_init=config.log_std_init,
     )
@@ -259,14 +268,14 @@ def make_agent(config: Config, env: Environment, env_params: Any = None) -> Agen
         }
         return state.replace(env_state=env_state, obs=obs, key=key), trajectory, stats
 
-    def loss_fn(params, cfg: Config, batch: Transition, advantages, returns):
-        policy, values = network.apply(params, batch.obs)
-        log_ratio = policy.log_prob(batch.action) - batch.log_prob
+    def loss_fn(params, cfg: Config, obs, action, old_log_prob, old_value, advantages, returns):
+        policy, values = network.apply(params, obs)
+        log_ratio = policy.log_prob(action) - old_log_prob
         if config.normalize_advantages:
             advantages = losses.normalize(advantages)
         policy_loss, clipped = losses.clipped_surrogate(log_ratio, advantages, cfg.clip_eps)
         value_clip = cfg.vf_clip_eps if config.clip_value_loss else None
-        value_loss = losses.value_loss(values, batch.value, returns, value_clip)
+        value_loss = losses.value_loss(values, old_value, returns, value_clip)
         entropy = policy.entropy().mean()
         total = policy_loss.mean() + cfg.vf_coef * value_loss.mean() - cfg.ent_coef * entropy
         return total, {
@@ -285,7 +294,7 @@ def make_agent(config: Config, env: Environment, env_params: Any = None) -> Agen
 
         # V(final_obs) is V(next obs) except where an episode ended, where it is the value
         # of the state the episode really ended in (bootstrapped on truncation).
-        _, next_values = network.apply(state.params, trajectory.final_obs)
+        next_values = network.apply(state.params, trajectory.final_obs, method=network.value)
         advantages, returns = gae(
             trajectory.reward,
             trajectory.value,
@@ -297,8 +306,16 @@ def make_agent(config: Config, env: Environment, env_params: Any = None) -> Agen
         )
 
         tx = optimizer(cfg)
-        flat = jax.tree.map(lambda x: x.reshape((batch_size, *x.shape[2:])), trajectory)
-        flat_adv, flat_ret = advantages.reshape(batch_size), returns.reshape(batch_size)
+        # Only what the loss reads is shuffled into minibatches.
+        learn_batch = (
+            trajectory.obs,
+            trajectory.action,
+            trajectory.log_prob,
+            trajectory.value,
+            advantages,
+            returns,
+        )
+        flat = jax.tree.map(lambda x: x.reshape((batch_size, *x.shape[2:])), learn_batch)
 
         def epoch(carry, _):
             params, opt_state, key = carry
@@ -310,12 +327,11 @@ def make_agent(config: Config, env: Environment, env_params: Any = None) -> Agen
                     (config.num_minibatches, minibatch_size, *x.shape[1:])
                 )
 
-            minibatches = jax.tree.map(split, (flat, flat_adv, flat_ret))
+            minibatches = jax.tree.map(split, flat)
 
             def sgd_step(carry, minibatch):
                 params, opt_state = carry
-                batch, adv, ret = minibatch
-                grads, metrics = jax.grad(loss_fn, has_aux=True)(params, cfg, batch, adv, ret)
+                grads, metrics = jax.grad(loss_fn, has_aux=True)(params, cfg, *minibatch)
                 updates, opt_state = tx.update(grads, opt_state, params)
                 return (optax.apply_updates(params, updates), opt_state), metrics
 

@@ -25,26 +25,38 @@ class ActorCritic(nn.Module):
     torso: str = "mlp"
     hidden_sizes: Sequence[int] = (64, 64)
     activation: str = "tanh"
+    value_hidden_sizes: Sequence[int] | None = None  # critic MLP sizes; None: hidden_sizes
     log_std_init: float = 0.0
 
-    @nn.compact
-    def __call__(self, obs: jax.Array) -> tuple[distrax.Distribution, jax.Array]:
+    def setup(self) -> None:
+        self.actor_torso = make_torso(self.torso, self.hidden_sizes, self.activation)
+        # Pixel inputs: the critic reads the actor's features (one shared torso).
         if self.torso == "mlp":
-            actor_features = make_torso("mlp", self.hidden_sizes, self.activation)(obs)
-            critic_features = make_torso("mlp", self.hidden_sizes, self.activation)(obs)
-        else:
-            actor_features = critic_features = make_torso(
-                self.torso, self.hidden_sizes, self.activation
-            )(obs)
-
+            sizes = self.value_hidden_sizes or self.hidden_sizes
+            self.critic_torso = make_torso(self.torso, sizes, self.activation)
         # Small final policy layer: near-uniform initial policy (Andrychowicz et al., 2021).
-        logits_or_mean = nn.Dense(self.action_dim, kernel_init=orthogonal(0.01))(actor_features)
+        self.policy_head = nn.Dense(self.action_dim, kernel_init=orthogonal(0.01))
+        self.value_head = nn.Dense(1, kernel_init=orthogonal(1.0))
+        if not self.discrete:
+            self.log_std = self.param(
+                "log_std", nn.initializers.constant(self.log_std_init), (self.action_dim,)
+            )
+
+    def _critic_features(self, obs: jax.Array, actor_features: jax.Array | None) -> jax.Array:
+        if self.torso == "mlp":
+            return self.critic_torso(obs)
+        return self.actor_torso(obs) if actor_features is None else actor_features
+
+    def __call__(self, obs: jax.Array) -> tuple[distrax.Distribution, jax.Array]:
+        actor_features = self.actor_torso(obs)
+        logits_or_mean = self.policy_head(actor_features)
         if self.discrete:
             policy = distrax.Categorical(logits=logits_or_mean)
         else:
-            log_std = self.param(
-                "log_std", nn.initializers.constant(self.log_std_init), (self.action_dim,)
-            )
-            policy = distrax.MultivariateNormalDiag(logits_or_mean, jnp.exp(log_std))
-        value = nn.Dense(1, kernel_init=orthogonal(1.0))(critic_features)
-        return policy, jnp.squeeze(value, -1)
+            policy = distrax.MultivariateNormalDiag(logits_or_mean, jnp.exp(self.log_std))
+        return policy, self.value(obs, actor_features)
+
+    def value(self, obs: jax.Array, actor_features: jax.Array | None = None) -> jax.Array:
+        """The critic alone (no policy head): for bootstrapping from final observations."""
+        features = self._critic_features(obs, actor_features)
+        return jnp.squeeze(self.value_head(features), -1)
