@@ -46,6 +46,10 @@ from rlzoo.launch.checkpoints import Checkpointer  # noqa: E402
 from rlzoo.launch.files import MetricsLog, read_json, write_json  # noqa: E402
 from rlzoo.launch.stats import describe  # noqa: E402
 
+# init runs once, so it is compiled with XLA's cheap CPU settings (about a third of the
+# compile time on a CPU). Evaluation is not: there the slower code cost more than it saved.
+QUICK_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
+
 
 @dataclasses.dataclass
 class RunSpec:
@@ -62,10 +66,44 @@ class RunSpec:
     checkpoint_every: int = 0  # env steps between checkpoints; 0: same as eval_every
     num_devices: int = 0  # 0: as many as divide the seeds
     max_to_keep: int = 3
+    # Traced-hyperparameter points trained together in this one program (a sweep); each
+    # point is a dict of Config fields. Empty: the single config above.
+    sweep: list[dict[str, float]] = dataclasses.field(default_factory=list)
 
 
 class RunError(RuntimeError):
     """A run stopped for a reason the user must act on (the message says what)."""
+
+
+class BatchTooLarge(RunError):
+    """The compiled program of all agents needs more device memory than there is."""
+
+    def __init__(self, needed: int, available: int, num_agents: int):
+        self.needed, self.available, self.num_agents = needed, available, num_agents
+        super().__init__(
+            f"{num_agents} agents need about {needed / 2**30:.2f} GiB of device memory "
+            f"(compiled estimate) but {available / 2**30:.2f} GiB is available; train fewer "
+            "agents per program (rlzoo.sweep splits a sweep automatically)."
+        )
+
+
+def device_memory_bytes(device: jax.Device) -> int:
+    """Memory the program may use on ``device``: the allocator limit, or 80% of host RAM."""
+    stats = device.memory_stats() if hasattr(device, "memory_stats") else None
+    if stats and stats.get("bytes_limit"):
+        return int(stats["bytes_limit"])
+    return int(0.8 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+
+
+def compiled_bytes(compiled: Any) -> int | None:
+    """XLA's estimate of the memory one compiled program needs (per device)."""
+    try:
+        m = compiled.memory_analysis()
+    except Exception:  # not every backend reports it
+        return None
+    if m is None:
+        return None
+    return int(m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes)
 
 
 def build_config(agent_module, env_id: str, overrides: dict[str, Any]):
@@ -84,18 +122,29 @@ def _chunking(
     ckpt_iters = math.ceil(checkpoint_every / steps_per_iteration) if checkpoint_every else 0
     ckpt_iters = ckpt_iters or eval_iters
     chunk = max(1, min(eval_iters, ckpt_iters, num_iterations))
+    if not eval_every and not checkpoint_every:
+        # Default intervals: prefer a chunk length that divides the run, so that a single
+        # program is compiled (a shorter last chunk would be a second one).
+        near = range(max(1, chunk // 2), min(num_iterations, 2 * chunk) + 1)
+        divisors = [d for d in near if num_iterations % d == 0]
+        chunk = min(divisors, key=lambda d: abs(d - chunk)) if divisors else chunk
+        eval_iters = ckpt_iters = chunk
     return chunk, max(1, round(eval_iters / chunk)), max(1, round(ckpt_iters / chunk))
 
 
 def _first_bad(finite: np.ndarray) -> tuple[int, int]:
-    """(offset within chunk, seed) of the first non-finite iteration; finite is [seeds, K]."""
-    seeds, offsets = np.nonzero(~finite)
+    """(offset within chunk, agent) of the first non-finite iteration; finite is [agents, K]."""
+    agents_bad, offsets = np.nonzero(~finite)
     first = np.argmin(offsets)
-    return int(offsets[first]), int(seeds[first])
+    return int(offsets[first]), int(agents_bad[first])
 
 
 def run(spec: RunSpec, progress: bool = True, tensorboard: bool = True, resume: bool = False):
-    """Train ``spec.num_seeds`` agents in one program; returns the summary dict."""
+    """Train ``num_seeds`` (x sweep points) agents in one program; returns the summary dict.
+
+    Agent ``a`` is seed ``a % num_seeds`` of sweep point ``a // num_seeds``; every point
+    uses the same seed keys (common random numbers make points easier to compare).
+    """
     start_time = time.perf_counter()
     run_dir = Path(spec.run_dir)
     if resume:
@@ -116,14 +165,18 @@ def run(spec: RunSpec, progress: bool = True, tensorboard: bool = True, resume: 
     env, env_params = envs.make(spec.env, **spec.env_kwargs)
     config = build_config(agent_module, spec.env, spec.config)
     agent = agent_module.make_agent(config, env, env_params)
-    mesh, note = device_lib.seed_mesh(spec.num_seeds, spec.num_devices)
+    points = spec.sweep or [{}]
+    num_agents = len(points) * spec.num_seeds
+    batched_config = hparams.stack_points(config, points, spec.num_seeds)
+    mesh, note = device_lib.seed_mesh(num_agents, spec.num_devices)
     sharding = device_lib.seed_sharding(mesh)
     chunk, eval_chunks, ckpt_chunks = _chunking(
         agent.num_iterations, agent.steps_per_iteration, spec.eval_every, spec.checkpoint_every
     )
 
+    primary = jax.process_index() == 0  # one process writes the run directory's files
     run_dir.mkdir(parents=True, exist_ok=True)
-    if not resume:
+    if not resume and primary:
         write_json(
             run_dir / "config.json",
             {
@@ -134,18 +187,25 @@ def run(spec: RunSpec, progress: bool = True, tensorboard: bool = True, resume: 
             },
         )
     print(
-        f"rlzoo: {spec.agent} on {spec.env}, {spec.num_seeds} seed(s) on "
+        f"rlzoo: {spec.agent} on {spec.env}, {spec.num_seeds} seed(s) x {len(points)} "
+        f"config(s) on "
         f"{mesh.devices.size} {jax.default_backend()} device(s), "
         f"{agent.num_iterations} iterations x {agent.steps_per_iteration} env steps"
     )
     if note:
         print(f"rlzoo: {note}")
 
-    keys = jax.device_put(jax.random.split(jax.random.PRNGKey(spec.seed), spec.num_seeds), sharding)
-    init = jax.jit(jax.vmap(agent.init, in_axes=(0, None)), out_shardings=sharding)
+    seed_keys = jax.random.split(jax.random.PRNGKey(spec.seed), spec.num_seeds)
+    keys = device_lib.global_array(np.tile(seed_keys, (len(points), 1)), sharding)
+    config_axes = hparams.vmap_axes(batched_config)
+    init = jax.jit(
+        jax.vmap(agent.init, in_axes=(0, config_axes)),
+        out_shardings=sharding,
+        compiler_options=QUICK_COMPILE,
+    )
 
     checkpointer = Checkpointer(run_dir / "checkpoints", spec.max_to_keep)
-    log = MetricsLog(run_dir / "metrics.jsonl")
+    log = MetricsLog(run_dir / "metrics.jsonl", writable=primary)
     iteration = 0
     if resume:
         latest = checkpointer.latest_iteration()
@@ -153,7 +213,7 @@ def run(spec: RunSpec, progress: bool = True, tensorboard: bool = True, resume: 
             raise RunError(
                 f"--resume: no checkpoint in {run_dir / 'checkpoints'}; nothing to resume."
             )
-        abstract = jax.eval_shape(init, keys, config)
+        abstract = jax.eval_shape(init, keys, batched_config)
         abstract = jax.tree.map(
             lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), abstract
         )
@@ -169,7 +229,7 @@ def run(spec: RunSpec, progress: bool = True, tensorboard: bool = True, resume: 
         log.truncate_after(iteration)
         print(f"rlzoo: resumed from iteration {iteration}")
     else:
-        state = init(keys, config)
+        state = init(keys, batched_config)
 
     # Compile every program up front: at most two chunk lengths (the last may be shorter).
     compile_start = time.perf_counter()
@@ -185,14 +245,18 @@ def run(spec: RunSpec, progress: bool = True, tensorboard: bool = True, resume: 
     }
     evaluate = jax.jit(jax.vmap(agent.evaluate)).lower(state, keys).compile()
     compile_seconds = time.perf_counter() - compile_start
+    needed = compiled_bytes(chunk_fns[max(chunk_fns)])
+    available = device_memory_bytes(mesh.devices.ravel()[0])
+    if needed is not None and needed > available:
+        raise BatchTooLarge(needed, available, num_agents)
 
     writer = None
-    if tensorboard:
+    if tensorboard and primary:
         from tensorboardX import SummaryWriter
 
         writer = SummaryWriter(str(run_dir / "tensorboard"))
     bar = None
-    if progress:
+    if progress and primary:
         from tqdm import tqdm
 
         bar = tqdm(
@@ -205,17 +269,17 @@ def run(spec: RunSpec, progress: bool = True, tensorboard: bool = True, resume: 
 
     eval_key = jax.random.fold_in(jax.random.PRNGKey(spec.seed), 1_000_003)
 
+    def who(a: int) -> dict[str, int]:
+        return {"seed": a % spec.num_seeds, "config": a // spec.num_seeds}
+
     def run_evaluation(state, iteration):
-        keys = jax.random.split(jax.random.fold_in(eval_key, iteration), spec.num_seeds)
-        results = jax.device_get(evaluate(state, keys))
+        seed_eval_keys = jax.random.split(jax.random.fold_in(eval_key, iteration), spec.num_seeds)
+        keys = device_lib.global_array(np.tile(seed_eval_keys, (len(points), 1)), sharding)
+        results = device_lib.to_host(evaluate(state, keys))
         rows = [
-            {
-                "iteration": iteration,
-                "seed": s,
-                "eval": True,
-                **{k: float(v[s]) for k, v in results.items()},
-            }
-            for s in range(spec.num_seeds)
+            {"iteration": iteration, **who(a), "eval": True}
+            | {k: float(v[a]) for k, v in results.items()}
+            for a in range(num_agents)
         ]
         log.append(rows)
         if writer:
@@ -226,17 +290,19 @@ def run(spec: RunSpec, progress: bool = True, tensorboard: bool = True, resume: 
         return results
 
     train_start = time.perf_counter()
+    eval_seconds = checkpoint_seconds = 0.0
     last_good = checkpointer.latest_iteration()
     results = None
     while iteration < agent.num_iterations:
         length = min(chunk, agent.num_iterations - iteration)
         t0 = time.perf_counter()
         state, metrics = chunk_fns[length](state)
-        metrics = jax.device_get(metrics)
+        metrics = device_lib.to_host(metrics)
         chunk_seconds = time.perf_counter() - t0
         finite = np.asarray(metrics.pop("finite"), bool)
         if not finite.all():
-            offset, seed = _first_bad(finite)
+            checkpointer.close()  # let an in-flight save of the last good state finish
+            offset, bad_agent = _first_bad(finite)
             bad = iteration + offset + 1
             kept = (
                 f"the last good checkpoint (iteration {last_good}) is in {run_dir / 'checkpoints'}"
@@ -245,18 +311,17 @@ def run(spec: RunSpec, progress: bool = True, tensorboard: bool = True, resume: 
             )
             raise RunError(
                 f"non-finite loss or parameters at iteration {bad} "
-                f"(env step {bad * agent.steps_per_iteration}) in seed {seed}; training stopped "
+                f"(env step {bad * agent.steps_per_iteration}) in seed {who(bad_agent)['seed']}"
+                + (f" of sweep point {spec.sweep[who(bad_agent)['config']]}" if spec.sweep else "")
+                + "; training stopped "
                 f"and {kept}. Lower the learning rate or check the env's rewards/observations."
             )
         rows = []
         for k in range(length):
-            for s in range(spec.num_seeds):
+            for a in range(num_agents):
                 rows.append(
-                    {
-                        "iteration": iteration + k + 1,
-                        "seed": s,
-                        **{name: float(v[s, k]) for name, v in metrics.items()},
-                    }
+                    {"iteration": iteration + k + 1, **who(a)}
+                    | {name: float(v[a, k]) for name, v in metrics.items()}
                 )
         log.append(rows)
         iteration += length
@@ -267,16 +332,20 @@ def run(spec: RunSpec, progress: bool = True, tensorboard: bool = True, resume: 
                     writer.add_scalar(f"train/{name}", float(np.mean(v[:, k])), step)
         done = iteration >= agent.num_iterations
         chunks_done = iteration // chunk
+        t0 = time.perf_counter()
         if done or chunks_done % eval_chunks == 0:
             results = run_evaluation(state, iteration)
+        t1 = time.perf_counter()
         if done or chunks_done % ckpt_chunks == 0:
             checkpointer.save(iteration, state, {"iteration": iteration})
             last_good = iteration
+        eval_seconds += t1 - t0
+        checkpoint_seconds += time.perf_counter() - t1
         if bar is not None:
             bar.update(length * agent.steps_per_iteration)
             postfix = {
                 "return": f"{np.mean(metrics['episode_return'][:, -1]):.1f}",
-                "sps": f"{length * agent.steps_per_iteration * spec.num_seeds / chunk_seconds:.3g}",
+                "sps": f"{length * agent.steps_per_iteration * num_agents / chunk_seconds:.3g}",
             }
             bar.set_postfix(postfix)
     if bar is not None:
@@ -289,20 +358,37 @@ def run(spec: RunSpec, progress: bool = True, tensorboard: bool = True, resume: 
         writer.close()
 
     final = {k: np.asarray(v).tolist() for k, v in results.items()}
+    per_point = [
+        {
+            "config": point,
+            **{
+                k: describe(np.asarray(v)[c * spec.num_seeds : (c + 1) * spec.num_seeds])
+                for k, v in final.items()
+                if k.endswith("return")
+            },
+        }
+        for c, point in enumerate(points)
+    ]
     summary = {
         "agent": spec.agent,
         "env": spec.env,
         "num_seeds": spec.num_seeds,
         "env_steps_per_seed": agent.num_iterations * agent.steps_per_iteration,
-        "final_eval_per_seed": final,
+        "num_configs": len(points),
+        "final_eval_per_seed": final,  # agent a: seed a % num_seeds of config a // num_seeds
+        "final_eval_per_config": per_point,
         "final_eval": {k: describe(v) for k, v in final.items() if k.endswith("return")},
         "compile_seconds": compile_seconds,
-        "train_seconds_after_compile": train_seconds,
+        "train_seconds_after_compile": train_seconds,  # evaluation and checkpoints included
+        "eval_seconds": eval_seconds,
+        "checkpoint_seconds": checkpoint_seconds,
         "wall_seconds": time.perf_counter() - start_time,
         "devices": mesh.devices.size,
         "backend": jax.default_backend(),
+        "run_dir": str(run_dir),
     }
-    write_json(run_dir / "summary.json", summary)
+    if primary:
+        write_json(run_dir / "summary.json", summary)
     det = summary["final_eval"]["deterministic_return"]
     print(
         f"rlzoo: final deterministic return mean {det['mean']:.1f} +- {det['std']:.1f} "
@@ -330,6 +416,13 @@ flags.DEFINE_integer("max_to_keep", 3, "Checkpoints kept.")
 flags.DEFINE_string("env_kwargs", "", "Env options, e.g. backend=positional,episode_length=1000.")
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
 flags.DEFINE_bool("tensorboard", True, "Write TensorBoard events.")
+flags.DEFINE_bool(
+    "distributed", False, "Join a multi-process job (TPU pods, SLURM: detected by JAX)."
+)
+flags.DEFINE_string("coordinator_address", "", "host:port of process 0; implies --distributed.")
+flags.DEFINE_integer("num_processes", 1, "Processes in the job (with --coordinator_address).")
+flags.DEFINE_integer("process_id", 0, "This process's index (with --coordinator_address).")
+flags.DEFINE_integer("coordinator_timeout", 60, "Seconds to wait for the job to form.")
 
 
 def _flag_value(argv: list[str], name: str, default: str) -> str:
@@ -377,10 +470,25 @@ def define_config_flag(argv: list[str]) -> None:
     config_flags.DEFINE_config_dict("config", config_dict.ConfigDict(values))
 
 
-def main(argv: list[str]) -> None:
-    del argv
+def start_process(program: str) -> None:
+    """Quiet logging, and join the multi-process job when the flags ask for one."""
     if not FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
+    if FLAGS.distributed or FLAGS.coordinator_address:
+        try:
+            device_lib.initialize_distributed(
+                FLAGS.coordinator_address,
+                FLAGS.num_processes,
+                FLAGS.process_id,
+                FLAGS.coordinator_timeout,
+            )
+        except RuntimeError as error:
+            sys.exit(f"{program}: error: {error}")
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    start_process("rlzoo.train")
     overrides = FLAGS.config.to_dict()
     if FLAGS.total_timesteps:
         overrides["total_timesteps"] = FLAGS.total_timesteps

@@ -9,7 +9,7 @@ import pytest
 from rlzoo.core import losses
 from rlzoo.core.advantages import gae
 from rlzoo.core.hparams import override, static_names, traced_names
-from rlzoo.launch.stats import iqm
+from rlzoo.launch.bootstrap import iqm
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 
@@ -87,3 +88,28 @@ def vmap_axes(config: Any) -> Any:
         jax.vmap(train, in_axes=(None, vmap_axes(batched)))(key, batched)
     """
     return jax.tree.map(lambda x: 0 if jnp.ndim(x) > 0 else None, config)
+
+
+def stack_points(config: Any, points: list[dict[str, Any]], repeats: int) -> Any:
+    """One config whose traced fields hold ``len(points) * repeats`` values.
+
+    Agent ``i`` gets ``points[i // repeats]`` (fields not in a point keep ``config``'s
+    value), so with ``repeats = num_seeds`` the agents are ordered config-major.
+    """
+    names = sorted({name for point in points for name in point})
+    fields = {f.name: f for f in dataclasses.fields(config)}
+    for name in names:
+        if name not in fields:
+            raise unknown_field_error(type(config), name)
+        if is_static(fields[name]):
+            raise ValueError(
+                f"{name!r} is a static field of {type(config).__name__} (it fixes shapes or "
+                "control flow), so its values cannot share one compiled program; sweep it "
+                "as a static group (rlzoo.sweep does) or run one program per value."
+            )
+    values = {}
+    for name in names:
+        column = [float(point.get(name, getattr(config, name))) for point in points]
+        # numpy, not device arrays: every process of a multi-host job holds the same values.
+        values[name] = np.repeat(np.asarray(column, np.float32), repeats)
+    return config.replace(**values)

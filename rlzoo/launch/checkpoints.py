@@ -1,7 +1,10 @@
 """Orbax checkpoints of the whole (batched) training state, plus a small JSON record.
 
 Orbax writes each step into a temporary folder and renames it when complete, so a crash
-during a save leaves the previous checkpoints intact and readable.
+during a save leaves the previous checkpoints intact and readable. Saves are asynchronous:
+the state is copied off the device before ``save`` returns (so it may then be donated to
+the next chunk) and written to disk while training goes on; the next save, a restore and
+``close`` wait for it.
 """
 
 from __future__ import annotations
@@ -21,12 +24,15 @@ class Checkpointer:
         )
 
     def save(self, iteration: int, state: Any, record: dict[str, Any]) -> None:
+        self.manager.wait_until_finished()  # one save in flight at a time
         self.manager.save(
             iteration,
             args=ocp.args.Composite(
                 state=ocp.args.StandardSave(state), record=ocp.args.JsonSave(record)
             ),
         )
+
+    def wait(self) -> None:
         self.manager.wait_until_finished()
 
     def latest_iteration(self) -> int | None:
@@ -42,4 +48,5 @@ class Checkpointer:
         return restored["state"], restored["record"]
 
     def close(self) -> None:
+        self.manager.wait_until_finished()
         self.manager.close()

@@ -64,3 +64,52 @@ def seed_mesh(num_seeds: int, num_devices: int = 0) -> tuple[Mesh, str | None]:
 def seed_sharding(mesh: Mesh) -> NamedSharding:
     """Leading (seed) axis split over the mesh; every other axis whole on each device."""
     return NamedSharding(mesh, PartitionSpec("seeds"))
+
+
+def global_array(host_value: np.ndarray, sharding: NamedSharding) -> jax.Array:
+    """A global array from a value every process holds whole on the host.
+
+    Each process places only the shards of its own devices, so the same code serves one
+    process and many (multi-host TPU pods, several GPU hosts).
+    """
+    host_value = np.asarray(host_value)
+    return jax.make_array_from_callback(host_value.shape, sharding, lambda idx: host_value[idx])
+
+
+def to_host(tree):
+    """Fetch a (possibly multi-process) sharded pytree whole onto every host as numpy."""
+    if jax.process_count() == 1:
+        return jax.device_get(tree)
+    from jax.experimental import multihost_utils
+
+    return multihost_utils.process_allgather(tree, tiled=True)
+
+
+def initialize_distributed(
+    coordinator_address: str, num_processes: int, process_id: int, timeout_seconds: int
+) -> None:
+    """Join a multi-process JAX job (call before anything touches a device).
+
+    With no coordinator address JAX detects the cluster itself (TPU pods, SLURM, ...).
+    An unreachable coordinator fails after ``timeout_seconds`` with a message that says so.
+    """
+    # Cross-process collectives on CPU (gathering metrics) need an implementation; GPU and
+    # TPU backends ignore this setting.
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    kwargs = {}
+    if coordinator_address:
+        kwargs = dict(
+            coordinator_address=coordinator_address,
+            num_processes=num_processes,
+            process_id=process_id,
+        )
+    try:
+        jax.distributed.initialize(initialization_timeout=timeout_seconds, **kwargs)
+    except Exception as error:
+        where = coordinator_address or "the address JAX detected for this cluster"
+        raise RuntimeError(
+            f"could not join the distributed job at {where} as process {process_id} of "
+            f"{num_processes} within {timeout_seconds} s ({type(error).__name__}: {error}). "
+            "Check that the coordinator (process 0) is running and reachable, and that "
+            "--coordinator_address, --num_processes and --process_id agree on every host."
+        ) from error

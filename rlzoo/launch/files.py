@@ -53,11 +53,12 @@ class MetricsLog:
     run's log equals an uninterrupted run's.
     """
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, writable: bool = True):
         self.path = Path(path)
+        self.writable = writable  # in a multi-process job only process 0 writes
 
     def append(self, rows: list[dict[str, Any]]) -> None:
-        if not rows:
+        if not rows or not self.writable:
             return
         text = "".join(json.dumps(_jsonable(r), sort_keys=True) + "\n" for r in rows)
         with open(self.path, "a") as f:
@@ -78,5 +79,7 @@ class MetricsLog:
         return rows
 
     def truncate_after(self, iteration: int) -> None:
+        if not self.writable:
+            return
         kept = [r for r in self.read() if r["iteration"] <= iteration]
         write_atomic(self.path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))

@@ -1,0 +1,92 @@
+"""Helpers shared by the experiment scripts: machine description and result files."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "experiments" / "results"
+PYTHON = sys.executable
+
+
+def machine() -> dict:
+    def first(path: str, prefix: str) -> str | None:
+        try:
+            lines = Path(path).read_text().splitlines()
+        except OSError:
+            return None
+        return next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith(prefix)), None)
+
+    cpu = first("/proc/cpuinfo", "model name") or "unknown"
+    mem_kib = first("/proc/meminfo", "MemTotal")
+    mem = round(int(mem_kib.split()[0]) / 2**20, 1) if mem_kib else None
+    return {
+        "cores": os.cpu_count(),
+        "cpu": cpu,
+        "memory_gib": mem,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+    }
+
+
+def versions() -> dict:
+    out = {}
+    for name in ("jax", "jaxlib", "flax", "optax", "gymnax", "brax"):
+        try:
+            out[name] = __import__(name).__version__
+        except Exception:  # a missing optional package is recorded as such
+            out[name] = None
+    return out
+
+
+def record(name: str, data: dict) -> Path:
+    """Write ``experiments/results/<name>.json`` with the command, machine and date."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "command": shlex.join(["python", *sys.argv]),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "versions": versions(),
+        **data,
+    }
+    path = RESULTS / f"{name}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(payload, indent=2) + "\n")
+    tmp.replace(path)
+    print(f"wrote {path.relative_to(ROOT)}")
+    return path
+
+
+def timed_process(args: list[str], env: dict | None = None, timeout: float = 3600) -> dict:
+    """Run a command to completion; wall time from spawn to exit, and its output tail."""
+    start = time.perf_counter()
+    proc = subprocess.run(
+        args,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    wall = time.perf_counter() - start
+    if proc.returncode:
+        raise RuntimeError(
+            f"{shlex.join(args)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+        )
+    return {"wall_seconds": wall, "stdout_tail": proc.stdout[-500:]}
+
+
+def train_cli(run_dir: Path, *flags: str, timeout: float = 3600) -> tuple[dict, float]:
+    """``python -m rlzoo.train`` in a fresh process; returns (summary.json, process wall time)."""
+    args = [PYTHON, "-m", "rlzoo.train", "--progress=false", f"--run_dir={run_dir}", *flags]
+    result = timed_process(args, timeout=timeout)
+    summary = json.loads((Path(run_dir) / "summary.json").read_text())
+    return summary, result["wall_seconds"]

@@ -1,0 +1,336 @@
+"""Hyperparameter sweeps: seeds x configs agents per compiled program.
+
+    python -m rlzoo.sweep --agent=ppo --env=gymnax/CartPole-v1 --num_seeds=8 \\
+        --sweep.learning_rate=1e-4,3e-4,1e-3 --sweep.ent_coef=0,0.01 --run_dir=runs/sweep
+    python -m rlzoo.sweep --search=random --num_samples=16 \\
+        --sweep.learning_rate=loguniform(1e-4,1e-2) --sweep.clip_eps=uniform(0.1,0.3)
+
+Traced fields (floats) of all points of a grid share one compiled program. Static fields
+(sizes, counts, switches; e.g. ``--sweep.num_envs=4,16``) form groups that are compiled
+and trained one after another. When a group's program would not fit in device memory
+(XLA's estimate for the compiled program), its points are split in halves until it fits.
+Every flag of ``rlzoo.train`` (``--config.<field>``, ``--total_timesteps``, ...) applies.
+
+Output, in ``--run_dir``: one run directory per program (``group-<g>[-part-<p>]``), and
+``results.md`` / ``results.json``: each config's final evaluation mean, IQM and 95%
+bootstrap interval of the mean over seeds, best first.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import itertools
+import math
+import re
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from absl import app, flags
+
+from rlzoo import agents
+from rlzoo.core import hparams
+from rlzoo.launch.bootstrap import aggregate_intervals
+from rlzoo.launch.files import write_atomic, write_json
+
+# Importing rlzoo.train imports jax but starts no backend, so the CPU device count asked
+# for in entry() still applies.
+from rlzoo.train import (
+    FLAGS,
+    BatchTooLarge,
+    RunSpec,
+    _cpu_devices_from_argv,
+    _flag_value,
+    _parse_env_kwargs,
+    build_config,
+    define_config_flag,
+    request_cpu_devices,
+    run,
+    start_process,
+)
+
+flags.DEFINE_enum("search", "grid", ["grid", "random"], "Grid over all values, or samples.")
+flags.DEFINE_integer("num_samples", 0, "Random search: number of configs to sample.")
+flags.DEFINE_integer("search_seed", 0, "Random search: seed of the sampler.")
+flags.DEFINE_string("metric", "deterministic_return", "Final evaluation metric to rank by.")
+
+_DISTRIBUTION = re.compile(r"^(uniform|loguniform)\(\s*([^,]+)\s*,\s*([^)]+)\s*\)$")
+
+
+@dataclasses.dataclass(frozen=True)
+class Dimension:
+    """One swept field: a list of values, or a distribution for random search."""
+
+    name: str
+    values: tuple[Any, ...] = ()
+    distribution: tuple[str, float, float] | None = None
+
+    def sample(self, rng: np.random.Generator) -> Any:
+        if self.distribution is None:
+            return self.values[rng.integers(len(self.values))]
+        kind, low, high = self.distribution
+        if kind == "uniform":
+            return float(rng.uniform(low, high))
+        return float(math.exp(rng.uniform(math.log(low), math.log(high))))
+
+
+def _split_top_level(text: str) -> list[str]:
+    """Split on commas that are not inside brackets: ``(64,64),(32,32)`` -> two items."""
+    items, depth, current = [], 0, ""
+    for char in text:
+        depth += char in "([{"
+        depth -= char in ")]}"
+        if char == "," and depth == 0:
+            items.append(current)
+            current = ""
+        else:
+            current += char
+    items.append(current)
+    return [item.strip() for item in items if item.strip()]
+
+
+def parse_dimension(name: str, text: str, field: dataclasses.Field, default: Any) -> Dimension:
+    """Parse ``--sweep.<name>=<text>`` against the Config field it sweeps."""
+    match = _DISTRIBUTION.match(text.strip())
+    if match:
+        if hparams.is_static(field):
+            raise ValueError(
+                f"--sweep.{name}: {match.group(1)}(...) needs a traced float field; {name!r} "
+                "is static (it fixes shapes), so give it a list of values."
+            )
+        low, high = float(match.group(2)), float(match.group(3))
+        if not low < high or (match.group(1) == "loguniform" and low <= 0):
+            raise ValueError(f"--sweep.{name}: bad range in {text!r} (need 0 < low < high)")
+        return Dimension(name, distribution=(match.group(1), low, high))
+    items = _split_top_level(text)
+    if not items:
+        raise ValueError(f"--sweep.{name} is empty; give values like --sweep.{name}=a,b,c")
+    values = []
+    for item in items:
+        try:
+            value = ast.literal_eval(item)
+        except (ValueError, SyntaxError):
+            value = item  # a bare word: a string field such as activation=relu
+        expected = type(default) if default is not None else None
+        if not hparams.is_static(field):
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                raise ValueError(
+                    f"--sweep.{name}: {item!r} is not a number; {name!r} is a traced float field."
+                )
+            value = float(value)
+        elif expected is not None and not isinstance(value, expected):
+            if expected is float and isinstance(value, int):
+                value = float(value)
+            else:
+                raise ValueError(
+                    f"--sweep.{name}: {item!r} is a {type(value).__name__}, but {name!r} "
+                    f"holds a {expected.__name__} (default {default!r})."
+                )
+        values.append(value)
+    return Dimension(name, values=tuple(values))
+
+
+def parse_sweep_flags(argv: list[str], config: Any) -> tuple[list[str], list[Dimension]]:
+    """Take ``--sweep.<field>=...`` out of ``argv``; return the rest and the dimensions."""
+    fields = {f.name: f for f in dataclasses.fields(config)}
+    rest, dims = [], []
+    for arg in argv:
+        if not arg.startswith("--sweep."):
+            rest.append(arg)
+            continue
+        name, _, text = arg[len("--sweep.") :].partition("=")
+        if name not in fields:
+            raise hparams.unknown_field_error(type(config), name)
+        dims.append(parse_dimension(name, text, fields[name], getattr(config, name)))
+    return rest, dims
+
+
+def expand(
+    dims: list[Dimension], search: str, num_samples: int, seed: int, config: Any
+) -> list[dict[str, Any]]:
+    """The list of configs (field -> value) to train."""
+    if not dims:
+        raise ValueError("no --sweep.<field>=... flags: nothing to sweep")
+    if search == "grid":
+        sampled = [d.name for d in dims if d.distribution]
+        if sampled:
+            raise ValueError(
+                f"grid search needs lists of values, but {sampled} are distributions; use "
+                "--search=random --num_samples=N"
+            )
+        return [
+            dict(zip([d.name for d in dims], combo, strict=True))
+            for combo in itertools.product(*(d.values for d in dims))
+        ]
+    if num_samples < 1:
+        raise ValueError("random search needs --num_samples >= 1")
+    rng = np.random.default_rng(seed)
+    return [{d.name: d.sample(rng) for d in dims} for _ in range(num_samples)]
+
+
+def group_by_static(points: list[dict[str, Any]], config: Any) -> list[tuple[dict, list[dict]]]:
+    """Split configs into (static overrides, traced points) groups, one program each."""
+    static = set(hparams.static_names(type(config)))
+    groups: dict[tuple, tuple[dict, list[dict]]] = {}
+    for point in points:
+        fixed = {k: v for k, v in point.items() if k in static}
+        traced = {k: v for k, v in point.items() if k not in static}
+        key = tuple(sorted((k, repr(v)) for k, v in fixed.items()))
+        groups.setdefault(key, (fixed, []))[1].append(traced)
+    return list(groups.values())
+
+
+def run_group(spec: RunSpec, progress: bool, tensorboard: bool) -> list[dict]:
+    """Train one static group; halve its points until each program fits in memory."""
+    try:
+        return [run(spec, progress=progress, tensorboard=tensorboard)]
+    except BatchTooLarge as error:
+        if len(spec.sweep) < 2:
+            raise
+        half = len(spec.sweep) // 2
+        print(f"rlzoo.sweep: {error} Splitting {len(spec.sweep)} configs into two programs.")
+        shutil.rmtree(spec.run_dir, ignore_errors=True)  # the run never trained
+        parts = []
+        for p, chunk in enumerate((spec.sweep[:half], spec.sweep[half:])):
+            part = dataclasses.replace(spec, sweep=chunk, run_dir=f"{spec.run_dir}-part-{p}")
+            parts += run_group(part, progress, tensorboard)
+        return parts
+
+
+def results_table(rows: list[dict], metric: str) -> str:
+    names = sorted({k for r in rows for k in r["config"]})
+    header = "| rank | " + " | ".join(names) + " | mean | IQM | 95% CI of mean | seeds | run |"
+    lines = [header, "|" + "---|" * (len(names) + 6)]
+    for rank, r in enumerate(rows, 1):
+        values = " | ".join(f"{r['config'].get(n, '')}" for n in names)
+        low, high = r["ci95"]
+        lines.append(
+            f"| {rank} | {values} | {r['mean']:.2f} | {r['iqm']:.2f} | [{low:.2f}, {high:.2f}] "
+            f"| {r['seeds']} | {r['run_dir']} |"
+        )
+    return f"Ranked by final `{metric}`.\n\n" + "\n".join(lines) + "\n"
+
+
+def sweep(
+    base: RunSpec,
+    dims: list[Dimension],
+    search: str,
+    num_samples: int,
+    search_seed: int,
+    metric: str,
+    progress: bool = True,
+    tensorboard: bool = True,
+) -> list[dict]:
+    """Run every group of the sweep below ``base.run_dir``; returns ranked result rows."""
+    agent_module = agents.get(base.agent)
+    config = build_config(agent_module, base.env, base.config)
+    points = expand(dims, search, num_samples, search_seed, config)
+    groups = group_by_static(points, config)
+    root = Path(base.run_dir)
+    if root.exists() and any(root.iterdir()):
+        raise ValueError(f"{root} is not empty; choose a new --run_dir for the sweep")
+    print(
+        f"rlzoo.sweep: {len(points)} configs x {base.num_seeds} seeds in {len(groups)} "
+        "program group(s)"
+    )
+    start = time.perf_counter()
+    rows = []
+    for g, (fixed, traced_points) in enumerate(groups):
+        spec = dataclasses.replace(
+            base,
+            config={**base.config, **fixed},
+            sweep=traced_points,
+            run_dir=str(root / f"group-{g}"),
+        )
+        for summary in run_group(spec, progress, tensorboard):
+            per_seed = np.asarray(summary["final_eval_per_seed"][metric])
+            seeds = summary["num_seeds"]
+            for c, entry in enumerate(summary["final_eval_per_config"]):
+                scores = per_seed[c * seeds : (c + 1) * seeds]
+                # One task, runs = seeds: a percentile bootstrap over seeds.
+                intervals = aggregate_intervals(scores[:, None], threshold=None)
+                rows.append(
+                    {
+                        "config": {**fixed, **entry["config"]},
+                        "mean": float(scores.mean()),
+                        "iqm": intervals["iqm"].estimate,
+                        "ci95": [intervals["mean"].low, intervals["mean"].high],
+                        "seeds": seeds,
+                        "per_seed": scores.tolist(),
+                        "run_dir": str(Path(summary["run_dir"]).relative_to(root)),
+                    }
+                )
+    rows.sort(key=lambda r: -r["mean"])
+    write_json(
+        root / "results.json",
+        {"metric": metric, "rows": rows, "wall_seconds": time.perf_counter() - start},
+    )
+    write_atomic(root / "results.md", results_table(rows, metric))
+    best = rows[0]
+    print(
+        f"rlzoo.sweep: best config {best['config']}: {metric} mean {best['mean']:.2f} "
+        f"(IQM {best['iqm']:.2f}, 95% CI [{best['ci95'][0]:.2f}, {best['ci95'][1]:.2f}]); "
+        f"table in {root / 'results.md'}"
+    )
+    return rows
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    start_process("rlzoo.sweep")
+    overrides = FLAGS.config.to_dict()
+    if FLAGS.total_timesteps:
+        overrides["total_timesteps"] = FLAGS.total_timesteps
+    run_dir = FLAGS.run_dir or time.strftime(
+        f"runs/sweep-{FLAGS.agent}-{FLAGS.env.replace('/', '_')}-%Y%m%d-%H%M%S"
+    )
+    base = RunSpec(
+        agent=FLAGS.agent,
+        env=FLAGS.env,
+        env_kwargs=_parse_env_kwargs(FLAGS.env_kwargs),
+        num_seeds=FLAGS.num_seeds,
+        seed=FLAGS.seed,
+        config=overrides,
+        run_dir=run_dir,
+        eval_every=FLAGS.eval_every,
+        checkpoint_every=FLAGS.checkpoint_every,
+        num_devices=FLAGS.num_devices,
+        max_to_keep=FLAGS.max_to_keep,
+    )
+    try:
+        sweep(
+            base,
+            _DIMS,
+            FLAGS.search,
+            FLAGS.num_samples,
+            FLAGS.search_seed,
+            FLAGS.metric,
+            progress=FLAGS.progress,
+            tensorboard=FLAGS.tensorboard,
+        )
+    except ValueError as error:
+        sys.exit(f"rlzoo.sweep: error: {error}")
+
+
+_DIMS: list[Dimension] = []
+
+
+def entry() -> None:
+    request_cpu_devices(_cpu_devices_from_argv(sys.argv))
+    try:
+        agent_module = agents.get(_flag_value(sys.argv, "agent", "ppo"))
+        defaults = agent_module.default_config(_flag_value(sys.argv, "env", "gymnax/CartPole-v1"))
+        argv, dims = parse_sweep_flags(sys.argv, defaults)
+        _DIMS.extend(dims)
+        define_config_flag(argv)
+    except ValueError as error:
+        sys.exit(f"rlzoo.sweep: error: {error}")
+    app.run(main, argv=argv)
+
+
+if __name__ == "__main__":
+    entry()
