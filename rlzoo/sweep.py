@@ -45,11 +45,11 @@ from rlzoo.train import (
     RunSpec,
     _cpu_devices_from_argv,
     _flag_value,
-    _parse_env_kwargs,
     build_config,
     define_config_flag,
     request_cpu_devices,
     run,
+    spec_from_flags,
     start_process,
 )
 
@@ -282,25 +282,7 @@ def sweep(
 def main(argv: list[str]) -> None:
     del argv
     start_process("rlzoo.sweep")
-    overrides = FLAGS.config.to_dict()
-    if FLAGS.total_timesteps:
-        overrides["total_timesteps"] = FLAGS.total_timesteps
-    run_dir = FLAGS.run_dir or time.strftime(
-        f"runs/sweep-{FLAGS.agent}-{FLAGS.env.replace('/', '_')}-%Y%m%d-%H%M%S"
-    )
-    base = RunSpec(
-        agent=FLAGS.agent,
-        env=FLAGS.env,
-        env_kwargs=_parse_env_kwargs(FLAGS.env_kwargs),
-        num_seeds=FLAGS.num_seeds,
-        seed=FLAGS.seed,
-        config=overrides,
-        run_dir=run_dir,
-        eval_every=FLAGS.eval_every,
-        checkpoint_every=FLAGS.checkpoint_every,
-        num_devices=FLAGS.num_devices,
-        max_to_keep=FLAGS.max_to_keep,
-    )
+    base = spec_from_flags(kind="sweep-")
     try:
         sweep(
             base,

@@ -44,6 +44,7 @@ from rlzoo.core.agent import scan_updates  # noqa: E402
 from rlzoo.launch import devices as device_lib  # noqa: E402
 from rlzoo.launch.checkpoints import Checkpointer  # noqa: E402
 from rlzoo.launch.files import MetricsLog, read_json, write_json  # noqa: E402
+from rlzoo.launch.loggers import make_loggers  # noqa: E402
 from rlzoo.launch.stats import describe  # noqa: E402
 
 # init runs once, so it is compiled with XLA's cheap CPU settings (about a third of the
@@ -139,7 +140,13 @@ def _first_bad(finite: np.ndarray) -> tuple[int, int]:
     return int(offsets[first]), int(agents_bad[first])
 
 
-def run(spec: RunSpec, progress: bool = True, tensorboard: bool = True, resume: bool = False):
+def run(
+    spec: RunSpec,
+    progress: bool = True,
+    tensorboard: bool = True,
+    resume: bool = False,
+    wandb_project: str = "",
+):
     """Train ``num_seeds`` (x sweep points) agents in one program; returns the summary dict.
 
     Agent ``a`` is seed ``a % num_seeds`` of sweep point ``a // num_seeds``; every point
@@ -246,15 +253,18 @@ def run(spec: RunSpec, progress: bool = True, tensorboard: bool = True, resume: 
     evaluate = jax.jit(jax.vmap(agent.evaluate)).lower(state, keys).compile()
     compile_seconds = time.perf_counter() - compile_start
     needed = compiled_bytes(chunk_fns[max(chunk_fns)])
-    available = device_memory_bytes(mesh.devices.ravel()[0])
+    local = [d for d in mesh.devices.ravel() if d.process_index == jax.process_index()]
+    available = device_memory_bytes(local[0])
     if needed is not None and needed > available:
         raise BatchTooLarge(needed, available, num_agents)
 
-    writer = None
-    if tensorboard and primary:
-        from tensorboardX import SummaryWriter
-
-        writer = SummaryWriter(str(run_dir / "tensorboard"))
+    loggers = make_loggers(
+        run_dir,
+        tensorboard=tensorboard and primary,
+        wandb_project=wandb_project if primary else "",
+        config={"run": dataclasses.asdict(spec), "agent_config": hparams.to_dict(config)},
+        resume=resume,
+    )
     bar = None
     if progress and primary:
         from tqdm import tqdm
@@ -282,11 +292,10 @@ def run(spec: RunSpec, progress: bool = True, tensorboard: bool = True, resume: 
             for a in range(num_agents)
         ]
         log.append(rows)
-        if writer:
-            for k, v in results.items():
-                writer.add_scalar(
-                    f"eval/{k}", float(np.mean(v)), iteration * agent.steps_per_iteration
-                )
+        loggers.scalars(
+            {f"eval/{k}": float(np.mean(v)) for k, v in results.items()},
+            iteration * agent.steps_per_iteration,
+        )
         return results
 
     train_start = time.perf_counter()
@@ -325,11 +334,11 @@ def run(spec: RunSpec, progress: bool = True, tensorboard: bool = True, resume: 
                 )
         log.append(rows)
         iteration += length
-        if writer:
-            for k in range(length):
-                step = (iteration - length + k + 1) * agent.steps_per_iteration
-                for name, v in metrics.items():
-                    writer.add_scalar(f"train/{name}", float(np.mean(v[:, k])), step)
+        for k in range(length):
+            loggers.scalars(
+                {f"train/{name}": float(np.mean(v[:, k])) for name, v in metrics.items()},
+                (iteration - length + k + 1) * agent.steps_per_iteration,
+            )
         done = iteration >= agent.num_iterations
         chunks_done = iteration // chunk
         t0 = time.perf_counter()
@@ -344,7 +353,9 @@ def run(spec: RunSpec, progress: bool = True, tensorboard: bool = True, resume: 
         if bar is not None:
             bar.update(length * agent.steps_per_iteration)
             postfix = {
+                "iter": f"{iteration}/{agent.num_iterations}",
                 "return": f"{np.mean(metrics['episode_return'][:, -1]):.1f}",
+                # env steps per second summed over every agent in the program
                 "sps": f"{length * agent.steps_per_iteration * num_agents / chunk_seconds:.3g}",
             }
             bar.set_postfix(postfix)
@@ -354,8 +365,7 @@ def run(spec: RunSpec, progress: bool = True, tensorboard: bool = True, resume: 
     if results is None:  # resumed a run that had already finished
         results = run_evaluation(state, iteration)
     checkpointer.close()
-    if writer:
-        writer.close()
+    loggers.close()
 
     final = {k: np.asarray(v).tolist() for k, v in results.items()}
     per_point = [
@@ -416,6 +426,7 @@ flags.DEFINE_integer("max_to_keep", 3, "Checkpoints kept.")
 flags.DEFINE_string("env_kwargs", "", "Env options, e.g. backend=positional,episode_length=1000.")
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
 flags.DEFINE_bool("tensorboard", True, "Write TensorBoard events.")
+flags.DEFINE_string("wandb_project", "", "Also log to this Weights & Biases project (off: empty).")
 flags.DEFINE_bool(
     "distributed", False, "Join a multi-process job (TPU pods, SLURM: detected by JAX)."
 )
@@ -486,16 +497,15 @@ def start_process(program: str) -> None:
             sys.exit(f"{program}: error: {error}")
 
 
-def main(argv: list[str]) -> None:
-    del argv
-    start_process("rlzoo.train")
+def spec_from_flags(kind: str = "") -> RunSpec:
+    """The run the command line asks for (``kind`` prefixes the default run directory)."""
     overrides = FLAGS.config.to_dict()
     if FLAGS.total_timesteps:
         overrides["total_timesteps"] = FLAGS.total_timesteps
     run_dir = FLAGS.run_dir or time.strftime(
-        f"runs/{FLAGS.agent}-{FLAGS.env.replace('/', '_')}-%Y%m%d-%H%M%S"
+        f"runs/{kind}{FLAGS.agent}-{FLAGS.env.replace('/', '_')}-%Y%m%d-%H%M%S"
     )
-    spec = RunSpec(
+    return RunSpec(
         agent=FLAGS.agent,
         env=FLAGS.env,
         env_kwargs=_parse_env_kwargs(FLAGS.env_kwargs),
@@ -508,8 +518,19 @@ def main(argv: list[str]) -> None:
         num_devices=FLAGS.num_devices,
         max_to_keep=FLAGS.max_to_keep,
     )
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    start_process("rlzoo.train")
     try:
-        run(spec, progress=FLAGS.progress, tensorboard=FLAGS.tensorboard, resume=FLAGS.resume)
+        run(
+            spec_from_flags(),
+            progress=FLAGS.progress,
+            tensorboard=FLAGS.tensorboard,
+            resume=FLAGS.resume,
+            wandb_project=FLAGS.wandb_project,
+        )
     except (RunError, ValueError) as error:
         sys.exit(f"rlzoo.train: error: {error}")
 

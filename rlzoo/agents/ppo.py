@@ -105,7 +105,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         num_epochs=4,
         num_minibatches=32,
         learning_rate=3e-4,
-        anneal_lr=False,
+        # Brax keeps the rate constant; annealing it keeps the final policy from collapsing
+        # late in a run (2 of 4 inverted_pendulum seeds at 1000 fell to ~200 without it).
+        anneal_lr=True,
         gamma=0.97,
         gae_lambda=0.95,
         clip_eps=0.3,
@@ -200,6 +202,7 @@ def make_agent(config: Config, env: Environment, env_params: Any = None) -> Agen
     if config.normalize_observations:
         train_env = NormalizeObservation(train_env)
     if config.normalize_rewards:
+        # The env is built once per program, so a gamma sweep shares this (base) gamma here.
         train_env = NormalizeReward(train_env, gamma=config.gamma)
     max_eval_steps = episode_limit(env, env_params)
 

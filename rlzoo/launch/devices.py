@@ -85,6 +85,27 @@ def to_host(tree):
     return multihost_utils.process_allgather(tree, tiled=True)
 
 
+def _wait_for_port(address: str, process_id: int, num_processes: int, timeout: float) -> None:
+    import socket
+    import time
+
+    host, _, port = address.rpartition(":")
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host, int(port)), timeout=1.0):
+                return
+        except OSError as error:
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"could not join the distributed job at {address} as process {process_id} "
+                    f"of {num_processes} within {timeout:g} s: nothing accepts connections "
+                    f"there ({error}). Start process 0 (the coordinator) first, and check "
+                    "--coordinator_address, --num_processes and --process_id on every host."
+                ) from error
+            time.sleep(0.2)
+
+
 def initialize_distributed(
     coordinator_address: str, num_processes: int, process_id: int, timeout_seconds: int
 ) -> None:
@@ -96,6 +117,10 @@ def initialize_distributed(
     # Cross-process collectives on CPU (gathering metrics) need an implementation; GPU and
     # TPU backends ignore this setting.
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    if coordinator_address and process_id != 0:
+        # JAX's client aborts the whole process (no Python exception) when it cannot reach
+        # the coordinator; probing the port first gives a clear error instead.
+        _wait_for_port(coordinator_address, process_id, num_processes, timeout_seconds)
     kwargs = {}
     if coordinator_address:
         kwargs = dict(
