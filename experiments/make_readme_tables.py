@@ -30,13 +30,13 @@ def block(name: str) -> str:
 def main() -> None:
     readme = ROOT / "README.md"
     text = readme.read_text()
-    pattern = re.compile(r"(<!-- results:([\w-]+) -->\n).*?(\n<!-- /results:\2 -->)", re.S)
+    pattern = re.compile(r"(<!-- results:([\w-]+) -->)\n(?:.*?\n)?(<!-- /results:\2 -->)", re.S)
 
     def replace(match: re.Match) -> str:
         name = match.group(2)
         if not (RESULTS / f"{name}.json").exists():
             return match.group(0)
-        return f"{match.group(1)}{block(name)}{match.group(3)}"
+        return f"{match.group(1)}\n{block(name)}\n{match.group(3)}"
 
     readme.write_text(pattern.sub(replace, text))
     print("README tables updated:", ", ".join(m[1] for m in pattern.findall(text)))
