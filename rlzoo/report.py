@@ -129,26 +129,18 @@ def load_runs(path: Path) -> list[Run]:
     agent = str(spec.get("agent") or (summary or {}).get("agent") or "agent")
     env = str(spec.get("env") or (summary or {}).get("env") or "env")
     points = spec.get("sweep") or [{}]
-    if len(points) == 1:
-        return [
-            Run(
-                path=path,
-                agent=agent,
-                env=env,
-                config=config,
-                train_rows=[r for r in rows if not r.get("eval")],
-                eval_rows=[r for r in rows if r.get("eval")],
-                summary=summary,
-                point=dict(points[0]),
-            )
-        ]
     num_seeds = int(spec.get("num_seeds") or (summary or {}).get("num_seeds") or 0)
+    per_seed = (summary or {}).get("final_eval_per_seed", {})
+    swept = len(points) > 1
     runs = []
     for c, point in enumerate(points):
-        mine = [r for r in rows if r.get("config", 0) == c]
-        part = None
-        per_seed = (summary or {}).get("final_eval_per_seed", {})
-        if num_seeds and all(len(v) == num_seeds * len(points) for v in per_seed.values()):
+        mine = [r for r in rows if r.get("config", 0) == c] if swept else rows
+        part = None if swept else summary
+        if (
+            swept
+            and num_seeds
+            and all(len(v) == num_seeds * len(points) for v in per_seed.values())
+        ):
             # Agent a of the program is seed a % num_seeds of config a // num_seeds.
             part = {
                 "final_eval_per_seed": {
