@@ -20,13 +20,10 @@ the number of env steps done.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as _dt
 import functools
 import json
 import os
-import platform
-import subprocess
 import sys
 import time
 
@@ -86,27 +83,11 @@ KEEP_METRICS = (
 
 
 def machine_info() -> dict:
-    info: dict = {"nproc": os.cpu_count(), "platform": platform.platform()}
-    with contextlib.suppress(Exception):
-        info["nproc"] = int(subprocess.check_output(["nproc"], text=True).strip())
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    info["cpu_model"] = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemTotal"):
-                    info["mem_total_gib"] = round(int(line.split()[1]) / 2**20, 1)
-                    break
-    except OSError:
-        pass
-    info["python"] = platform.python_version()
-    return info
+    """The machine description shared by every experiment script (stdlib only)."""
+    sys.path.insert(0, os.path.join(REPO_ROOT, "experiments"))
+    from common import machine
+
+    return machine()
 
 
 def package_versions() -> dict:

@@ -24,11 +24,9 @@ evaluation is part of the compiled program and therefore of ``run_s``.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as _dt
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -60,28 +58,11 @@ HPARAMS = {
 
 
 def machine_info() -> dict:
-    info = {"nproc": os.cpu_count(), "platform": platform.platform()}
-    with contextlib.suppress(Exception):
-        info["nproc"] = int(subprocess.check_output(["nproc"], text=True).strip())
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    info["cpu_model"] = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemTotal"):
-                    kib = int(line.split()[1])
-                    info["mem_total_gib"] = round(kib / 2**20, 1)
-                    break
-    except OSError:
-        pass
-    info["python"] = platform.python_version()
-    return info
+    """The machine description shared by every experiment script (stdlib only)."""
+    sys.path.insert(0, os.path.join(REPO_ROOT, "experiments"))
+    from common import machine
+
+    return machine()
 
 
 def package_versions() -> dict:

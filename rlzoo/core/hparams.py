@@ -68,17 +68,6 @@ def override(config: Any, **changes: Any) -> Any:
     return config.replace(**changes)
 
 
-def check_same_static(batched: Any, reference: Any) -> None:
-    """A batched config must share the static fields the program was compiled for."""
-    for name in static_names(type(reference)):
-        if getattr(batched, name) != getattr(reference, name):
-            raise ValueError(
-                f"static field {name!r} differs ({getattr(batched, name)!r} vs "
-                f"{getattr(reference, name)!r}); static fields fix the compiled program and "
-                "cannot vary inside one batch. Compile one program per value instead."
-            )
-
-
 def vmap_axes(config: Any) -> Any:
     """``in_axes`` for a config in which some traced fields hold a batch of values.
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 
 import jax
 import numpy as np
@@ -20,13 +19,6 @@ def request_cpu_devices(count: int) -> None:
     if "xla_force_host_platform_device_count" in flags or count <= 1:
         return
     os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}".strip()
-
-
-def requested_cpu_devices() -> int | None:
-    match = re.search(
-        r"xla_force_host_platform_device_count=(\d+)", os.environ.get("XLA_FLAGS", "")
-    )
-    return int(match.group(1)) if match else None
 
 
 def seed_mesh(num_seeds: int, num_devices: int = 0) -> tuple[Mesh, str | None]:
