@@ -18,45 +18,33 @@ bootstrap interval of the mean over seeds, best first.
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import itertools
 import math
 import re
 import shutil
-import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
-from rlzoo import agents
+from rlzoo import agents, cli
+from rlzoo.analysis.stats import seed_summary
 from rlzoo.core import hparams
-from rlzoo.launch.bootstrap import aggregate_intervals
+from rlzoo.launch.callbacks import Callback, default_callbacks
+from rlzoo.launch.configs import resolve_config
 from rlzoo.launch.files import write_atomic, write_json
-
-# Importing rlzoo.train imports jax but starts no backend, so the CPU device count asked
-# for in entry() still applies.
-from rlzoo.train import (
-    FLAGS,
-    BatchTooLarge,
-    RunSpec,
-    _cpu_devices_from_argv,
-    _flag_value,
-    build_config,
-    define_config_flag,
-    request_cpu_devices,
-    run,
-    spec_from_flags,
-    start_process,
-)
+from rlzoo.launch.runner import BatchTooLarge, RunSpec, run
 
 flags.DEFINE_enum("search", "grid", ["grid", "random"], "Grid over all values, or samples.")
 flags.DEFINE_integer("num_samples", 0, "Random search: number of configs to sample.")
 flags.DEFINE_integer("search_seed", 0, "Random search: seed of the sampler.")
-flags.DEFINE_string("metric", "deterministic_return", "Final evaluation metric to rank by.")
+flags.DEFINE_string(
+    "metric", "", "Final evaluation metric to rank by; default the agent's score key."
+)
 
 _DISTRIBUTION = re.compile(r"^(uniform|loguniform)\(\s*([^,]+)\s*,\s*([^)]+)\s*\)$")
 
@@ -93,11 +81,14 @@ def _split_top_level(text: str) -> list[str]:
     return [item.strip() for item in items if item.strip()]
 
 
-def parse_dimension(name: str, text: str, field: dataclasses.Field, default: Any) -> Dimension:
+def parse_dimension(config_cls: type, name: str, text: str) -> Dimension:
     """Parse ``--sweep.<name>=<text>`` against the Config field it sweeps."""
+    fields = {f.name: f for f in dataclasses.fields(config_cls)}
+    if name not in fields:
+        raise hparams.unknown_field_error(config_cls, name)
     match = _DISTRIBUTION.match(text.strip())
     if match:
-        if hparams.is_static(field):
+        if hparams.is_static(fields[name]):
             raise ValueError(
                 f"--sweep.{name}: {match.group(1)}(...) needs a traced float field; {name!r} "
                 "is static (it fixes shapes), so give it a list of values."
@@ -109,44 +100,15 @@ def parse_dimension(name: str, text: str, field: dataclasses.Field, default: Any
     items = _split_top_level(text)
     if not items:
         raise ValueError(f"--sweep.{name} is empty; give values like --sweep.{name}=a,b,c")
-    values = []
-    for item in items:
-        try:
-            value = ast.literal_eval(item)
-        except (ValueError, SyntaxError):
-            value = item  # a bare word: a string field such as activation=relu
-        expected = type(default) if default is not None else None
-        if not hparams.is_static(field):
-            if not isinstance(value, int | float) or isinstance(value, bool):
-                raise ValueError(
-                    f"--sweep.{name}: {item!r} is not a number; {name!r} is a traced float field."
-                )
-            value = float(value)
-        elif expected is not None and not isinstance(value, expected):
-            if expected is float and isinstance(value, int):
-                value = float(value)
-            else:
-                raise ValueError(
-                    f"--sweep.{name}: {item!r} is a {type(value).__name__}, but {name!r} "
-                    f"holds a {expected.__name__} (default {default!r})."
-                )
-        values.append(value)
-    return Dimension(name, values=tuple(values))
+    return Dimension(
+        name, values=tuple(hparams.parse_value(config_cls, name, item, "sweep") for item in items)
+    )
 
 
-def parse_sweep_flags(argv: list[str], config: Any) -> tuple[list[str], list[Dimension]]:
+def parse_sweep_flags(argv: list[str], config_cls: type) -> tuple[list[str], list[Dimension]]:
     """Take ``--sweep.<field>=...`` out of ``argv``; return the rest and the dimensions."""
-    fields = {f.name: f for f in dataclasses.fields(config)}
-    rest, dims = [], []
-    for arg in argv:
-        if not arg.startswith("--sweep."):
-            rest.append(arg)
-            continue
-        name, _, text = arg[len("--sweep.") :].partition("=")
-        if name not in fields:
-            raise hparams.unknown_field_error(type(config), name)
-        dims.append(parse_dimension(name, text, fields[name], getattr(config, name)))
-    return rest, dims
+    rest, texts = cli.take_prefixed(argv, "sweep")
+    return rest, [parse_dimension(config_cls, name, text) for name, text in texts.items()]
 
 
 def expand(
@@ -184,10 +146,10 @@ def group_by_static(points: list[dict[str, Any]], config: Any) -> list[tuple[dic
     return list(groups.values())
 
 
-def run_group(spec: RunSpec, progress: bool, tensorboard: bool) -> list[dict]:
+def run_group(spec: RunSpec, callbacks: Callable[[], list[Callback]]) -> list[dict]:
     """Train one static group; halve its points until each program fits in memory."""
     try:
-        return [run(spec, progress=progress, tensorboard=tensorboard)]
+        return [run(spec, callbacks=callbacks())]
     except BatchTooLarge as error:
         if len(spec.sweep) < 2:
             raise
@@ -197,7 +159,7 @@ def run_group(spec: RunSpec, progress: bool, tensorboard: bool) -> list[dict]:
         parts = []
         for p, chunk in enumerate((spec.sweep[:half], spec.sweep[half:])):
             part = dataclasses.replace(spec, sweep=chunk, run_dir=f"{spec.run_dir}-part-{p}")
-            parts += run_group(part, progress, tensorboard)
+            parts += run_group(part, callbacks)
         return parts
 
 
@@ -218,16 +180,17 @@ def results_table(rows: list[dict], metric: str) -> str:
 def sweep(
     base: RunSpec,
     dims: list[Dimension],
-    search: str,
-    num_samples: int,
-    search_seed: int,
-    metric: str,
-    progress: bool = True,
-    tensorboard: bool = True,
+    search: str = "grid",
+    num_samples: int = 0,
+    search_seed: int = 0,
+    metric: str = "",
+    callbacks: Callable[[], list[Callback]] = list,
 ) -> list[dict]:
-    """Run every group of the sweep below ``base.run_dir``; returns ranked result rows."""
-    agent_module = agents.get(base.agent)
-    config = build_config(agent_module, base.env, base.config)
+    """Run every group of the sweep below ``base.run_dir``; returns ranked result rows.
+
+    ``metric`` defaults to the agent's score key; ``callbacks`` makes each run's reporters.
+    """
+    config = resolve_config(agents.get(base.agent), base.env, base.overrides)
     points = expand(dims, search, num_samples, search_seed, config)
     groups = group_by_static(points, config)
     root = Path(base.run_dir)
@@ -242,23 +205,20 @@ def sweep(
     for g, (fixed, traced_points) in enumerate(groups):
         spec = dataclasses.replace(
             base,
-            config={**base.config, **fixed},
+            overrides={**base.overrides, **fixed},
             sweep=traced_points,
             run_dir=str(root / f"group-{g}"),
         )
-        for summary in run_group(spec, progress, tensorboard):
+        for summary in run_group(spec, callbacks):
+            metric = metric or summary["score_key"]
             per_seed = np.asarray(summary["final_eval_per_seed"][metric])
             seeds = summary["num_seeds"]
             for c, entry in enumerate(summary["final_eval_per_config"]):
                 scores = per_seed[c * seeds : (c + 1) * seeds]
-                # One task, runs = seeds: a percentile bootstrap over seeds.
-                intervals = aggregate_intervals(scores[:, None], threshold=None)
                 rows.append(
                     {
                         "config": {**fixed, **entry["config"]},
-                        "mean": float(scores.mean()),
-                        "iqm": intervals["iqm"].estimate,
-                        "ci95": [intervals["mean"].low, intervals["mean"].high],
+                        **seed_summary(scores),
                         "seeds": seeds,
                         "per_seed": scores.tolist(),
                         "run_dir": str(Path(summary["run_dir"]).relative_to(root)),
@@ -279,39 +239,30 @@ def sweep(
     return rows
 
 
-def main(argv: list[str]) -> None:
-    del argv
-    start_process("rlzoo.sweep")
-    base = spec_from_flags(kind="sweep-")
-    try:
-        sweep(
-            base,
-            _DIMS,
-            FLAGS.search,
-            FLAGS.num_samples,
-            FLAGS.search_seed,
-            FLAGS.metric,
-            progress=FLAGS.progress,
-            tensorboard=FLAGS.tensorboard,
-        )
-    except ValueError as error:
-        sys.exit(f"rlzoo.sweep: error: {error}")
+_DIMS: list[Dimension] = []  # the --sweep.<field> flags, taken from argv before absl
 
 
-_DIMS: list[Dimension] = []
+def take_sweep_flags(argv: list[str], config_cls: type) -> list[str]:
+    argv, dims = parse_sweep_flags(argv, config_cls)
+    _DIMS[:] = dims
+    return argv
+
+
+def main(base: RunSpec) -> None:
+    flags = cli.FLAGS
+    sweep(
+        base,
+        _DIMS,
+        flags.search,
+        flags.num_samples,
+        flags.search_seed,
+        flags.metric,
+        callbacks=lambda: default_callbacks(flags.progress, flags.tensorboard),
+    )
 
 
 def entry() -> None:
-    request_cpu_devices(_cpu_devices_from_argv(sys.argv))
-    try:
-        agent_module = agents.get(_flag_value(sys.argv, "agent", "ppo"))
-        defaults = agent_module.default_config(_flag_value(sys.argv, "env", "gymnax/CartPole-v1"))
-        argv, dims = parse_sweep_flags(sys.argv, defaults)
-        _DIMS.extend(dims)
-        define_config_flag(argv)
-    except ValueError as error:
-        sys.exit(f"rlzoo.sweep: error: {error}")
-    app.run(main, argv=argv)
+    cli.entry("rlzoo.sweep", main, extra=take_sweep_flags, kind="sweep-")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import difflib
 import importlib
 from types import ModuleType
 
-AGENTS = {"ppo": "rlzoo.agents.ppo"}
+AGENTS = {"ppo": "rlzoo.agents.ppo", "bc": "rlzoo.agents.bc"}
 
 
 def get(name: str) -> ModuleType:

@@ -1,16 +1,12 @@
 """Proximal Policy Optimisation (Schulman et al., 2017), discrete and continuous actions.
 
-The whole algorithm is in this file, top to bottom:
+    train = jax.jit(jax.vmap(ppo.make_train(ppo.Config(), env, env_params)))
+    state, metrics = train(jax.random.split(jax.random.key(0), 8))
 
-1. ``Config``: hyperparameters. Float fields are traced (a sweep may batch them); fields
-   made with ``static`` fix shapes and control flow.
-2. ``make_agent``: wraps the env for training, builds the network and optimiser, and
-   returns ``init``, ``update`` (one iteration: rollout, GAE, epochs of minibatch SGD)
-   and ``evaluate``.
-3. ``make_train``: ``train(key) -> (final_state, metrics)``, pure, jittable, vmappable::
-
-       train = jax.jit(jax.vmap(ppo.make_train(ppo.Config(), env, env_params)))
-       state, metrics = train(jax.random.split(jax.random.key(0), 8))
+The file, top to bottom: ``Config`` (traced floats may be batched for a sweep; ``static``
+fields fix shapes and control flow), ``PRESETS`` per env family, the state types, then the
+algorithm as top-level functions (``rollout``, ``compute_loss``, ``update``, ``act``),
+which ``make_agent`` only binds to one env and network, and ``make_train``.
 
 Truncation is handled properly: the value of the final observation of a time-limited
 episode is bootstrapped (``rlzoo.core.advantages.gae``), terminations are not.
@@ -18,6 +14,7 @@ episode is bootstrapped (``rlzoo.core.advantages.gae``), terminations are not.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -28,9 +25,11 @@ from flax import struct
 from rlzoo.core import losses
 from rlzoo.core.advantages import gae
 from rlzoo.core.agent import Agent
-from rlzoo.core.agent import make_train as _make_train_from_agent
-from rlzoo.core.evaluation import episode_limit, run_episodes
-from rlzoo.core.hparams import static
+from rlzoo.core.agent import make_train as make_train_from_agent
+from rlzoo.core.batching import shuffled_minibatches
+from rlzoo.core.evaluation import EVAL_METRICS, episode_limit, evaluate_policy
+from rlzoo.core.hparams import static, traced
+from rlzoo.core.reductions import standardize
 from rlzoo.envs import (
     Box,
     ClipAction,
@@ -51,33 +50,33 @@ class Config:
     """PPO hyperparameters. Defaults are PureJaxRL's CartPole settings."""
 
     # Traced: may be batched for a sweep.
-    learning_rate: float = 2.5e-4
-    gamma: float = 0.99
-    gae_lambda: float = 0.95
-    clip_eps: float = 0.2  # policy ratio clip range
-    vf_clip_eps: float = 0.2  # value clip range, used when clip_value_loss
-    ent_coef: float = 0.01
-    vf_coef: float = 0.5
-    max_grad_norm: float = 0.5
-    adam_eps: float = 1e-5
-    reward_scale: float = 1.0  # multiplies env rewards before learning
+    learning_rate: float = traced(2.5e-4, "Adam step size (start value when anneal_lr).")
+    gamma: float = traced(0.99, "Discount factor.")
+    gae_lambda: float = traced(0.95, "GAE lambda: 0 is one-step TD, 1 is Monte Carlo.")
+    clip_eps: float = traced(0.2, "Policy ratio clip range: ratios outside 1 +- clip_eps.")
+    vf_clip_eps: float = traced(0.2, "Value clip range around the old value (clip_value_loss).")
+    ent_coef: float = traced(0.01, "Weight of the entropy bonus in the loss.")
+    vf_coef: float = traced(0.5, "Weight of the value loss in the loss.")
+    max_grad_norm: float = traced(0.5, "Global gradient-norm clip (1e9: no clipping).")
+    adam_eps: float = traced(1e-5, "Adam epsilon.")
+    reward_scale: float = traced(1.0, "Multiplies env rewards before learning.")
     # Static: compiled into the program.
-    total_timesteps: int = static(500_000)
-    num_envs: int = static(4)
-    num_steps: int = static(128)  # rollout length per env and iteration
-    num_epochs: int = static(4)
-    num_minibatches: int = static(4)
-    anneal_lr: bool = static(True)  # linear decay to 0 over the run
-    normalize_advantages: bool = static(True)  # per minibatch
-    clip_value_loss: bool = static(False)
-    normalize_observations: bool = static(False)  # running statistics, in the env state
-    normalize_rewards: bool = static(False)  # scale by the running std of the return
-    torso: str = static("mlp")  # "mlp" or "cnn" (MinAtar images)
-    hidden_sizes: tuple[int, ...] = static((64, 64))
-    value_hidden_sizes: tuple[int, ...] | None = static(None)  # None: same as hidden_sizes
-    activation: str = static("tanh")
-    log_std_init: float = static(0.0)  # continuous actions only
-    num_eval_episodes: int = static(32)
+    total_steps: int = static(500_000, "Budget per seed, in env steps.")
+    num_envs: int = static(4, "Parallel envs per seed.")
+    num_steps: int = static(128, "Rollout length per env and iteration.")
+    num_epochs: int = static(4, "Passes of minibatch SGD over each rollout.")
+    num_minibatches: int = static(4, "Minibatches per epoch; must divide num_envs * num_steps.")
+    anneal_lr: bool = static(True, "Decay the learning rate linearly to 0 over the run.")
+    normalize_advantages: bool = static(True, "Standardise advantages per minibatch.")
+    clip_value_loss: bool = static(False, "PPO value clipping with vf_clip_eps.")
+    normalize_observations: bool = static(False, "Running obs statistics, kept in the env state.")
+    normalize_rewards: bool = static(False, "Scale rewards by the running std of the return.")
+    torso: str = static("mlp", "'mlp' (separate actor and critic) or 'cnn' (MinAtar, shared).")
+    hidden_sizes: tuple[int, ...] = static((64, 64), "Actor (and critic) layer sizes.")
+    value_hidden_sizes: tuple[int, ...] | None = static(None, "Critic sizes; None: hidden_sizes.")
+    activation: str = static("tanh", "tanh, relu, elu, silu or gelu.")
+    log_std_init: float = static(0.0, "Initial log std of Gaussian actions (continuous only).")
+    num_eval_episodes: int = static(32, "Episodes per evaluation, per policy mode and seed.")
 
 
 # Shipped defaults per env family, applied on top of ``Config()`` by ``default_config``.
@@ -94,7 +93,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         num_steps=128,
         num_minibatches=8,
         learning_rate=5e-4,
-        total_timesteps=10_000_000,
+        total_steps=10_000_000,
     ),
     # Brax locomotion: the Brax training colab's PPO settings (its "ant" entry, with
     # Brax's default networks), with num_envs scaled from 4096 to 256 for small machines.
@@ -119,8 +118,25 @@ PRESETS: dict[str, dict[str, Any]] = {
         value_hidden_sizes=(256, 256, 256, 256, 256),
         activation="silu",
         normalize_observations=True,
-        total_timesteps=1_000_000,
+        total_steps=1_000_000,
     ),
+}
+
+STEP_UNIT = "env_steps"
+SCORE_KEY = "eval/deterministic_return"
+DATA_KIND = None  # PPO learns from its own rollouts only
+METRICS = {
+    "loss/total": "policy + vf_coef * value - ent_coef * entropy, mean over SGD steps",
+    "loss/policy": "clipped surrogate loss",
+    "loss/value": "0.5 * squared value error (clipped when clip_value_loss)",
+    "policy/entropy": "mean policy entropy on the minibatches",
+    "policy/approx_kl": "KL(old || new) estimate, (r - 1) - log r",
+    "policy/clip_fraction": "share of samples whose ratio left the clip range",
+    "value/explained_variance": "1 - Var(returns - values) / Var(returns) on the rollout",
+    "rollout/episode_return": "return of the latest completed episode, mean over envs",
+    "rollout/episode_length": "length of the latest completed episode, mean over envs",
+    "rollout/episodes_completed": "episodes that ended during the rollout",
+    **EVAL_METRICS,
 }
 
 
@@ -158,8 +174,23 @@ class Transition:
     final_obs: jax.Array  # where the transition really led (differs from next obs on reset)
 
 
+@struct.dataclass
+class LearnBatch:
+    """What the loss reads; only this is shuffled into minibatches."""
+
+    obs: jax.Array
+    action: jax.Array
+    old_log_prob: jax.Array
+    old_value: jax.Array
+    advantages: jax.Array
+    returns: jax.Array
+
+
 def check_config(config: Config) -> None:
     """Refuse configs whose shapes do not fit, naming the numbers that disagree."""
+    for name in ("num_envs", "num_steps", "num_epochs", "num_minibatches", "num_eval_episodes"):
+        if getattr(config, name) < 1:
+            raise ValueError(f"{name} must be >= 1, got {getattr(config, name)}")
     batch = config.num_envs * config.num_steps
     if batch % config.num_minibatches:
         raise ValueError(
@@ -167,18 +198,189 @@ def check_config(config: Config) -> None:
             f"{batch} does not split into num_minibatches = {config.num_minibatches}; "
             "choose values whose product is divisible by num_minibatches."
         )
-    if config.total_timesteps < batch:
+    if config.total_steps < batch:
         raise ValueError(
-            f"total_timesteps = {config.total_timesteps} is less than one iteration's batch "
+            f"total_steps = {config.total_steps} is less than one iteration's batch "
             f"num_envs * num_steps = {batch}."
         )
-    for name in ("num_envs", "num_steps", "num_epochs", "num_minibatches", "num_eval_episodes"):
-        if getattr(config, name) < 1:
-            raise ValueError(f"{name} must be >= 1, got {getattr(config, name)}")
+
+
+def make_optimizer(cfg: Config, num_iterations: int) -> optax.GradientTransformation:
+    """Adam behind global-norm clipping; the rate decays linearly per iteration if asked."""
+    sgd_steps_per_iteration = cfg.num_epochs * cfg.num_minibatches
+
+    def learning_rate(count):
+        if not cfg.anneal_lr:
+            return cfg.learning_rate
+        done_fraction = (count // sgd_steps_per_iteration) / num_iterations
+        return cfg.learning_rate * (1.0 - done_fraction)
+
+    return optax.chain(
+        optax.clip_by_global_norm(cfg.max_grad_norm),
+        optax.adam(learning_rate, eps=cfg.adam_eps),
+    )
+
+
+# ----------------------------------------------------------------------------- algorithm
+
+
+def rollout(
+    network: ActorCritic, env: Environment, env_params: Any, state: TrainState
+) -> tuple[TrainState, Transition, dict[str, jax.Array]]:
+    """``num_steps`` steps of every env with the current policy."""
+
+    def env_step(carry, _):
+        env_state, obs, key = carry
+        key, act_key, step_key = jax.random.split(key, 3)
+        policy, value = network.apply(state.params, obs)
+        action, log_prob = policy.sample_and_log_prob(seed=act_key)
+        next_obs, env_state, reward, terminated, truncated, info = env.step(
+            step_key, env_state, action, env_params
+        )
+        transition = Transition(
+            obs=obs,
+            action=action,
+            log_prob=log_prob,
+            value=value,
+            reward=reward * state.config.reward_scale,
+            terminated=terminated,
+            truncated=truncated,
+            final_obs=info["final_observation"],
+        )
+        episode = (info["episode_return"], info["episode_length"], info["episode_done"])
+        return (env_state, next_obs, key), (transition, episode)
+
+    (env_state, obs, key), (trajectory, episodes) = jax.lax.scan(
+        env_step, (state.env_state, state.obs, state.key), None, state.config.num_steps
+    )
+    episode_return, episode_length, episode_done = episodes
+    stats = {
+        # Return and length of the most recently completed episode of each env.
+        "rollout/episode_return": episode_return[-1].mean(),
+        "rollout/episode_length": episode_length[-1].astype(jnp.float32).mean(),
+        "rollout/episodes_completed": episode_done.sum(),
+    }
+    return state.replace(env_state=env_state, obs=obs, key=key), trajectory, stats
+
+
+def compute_loss(
+    params: Any, network: ActorCritic, cfg: Config, batch: LearnBatch
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """PPO's loss on one minibatch: clipped surrogate, value loss, entropy bonus."""
+    policy, values = network.apply(params, batch.obs)
+    log_ratio = policy.log_prob(batch.action) - batch.old_log_prob
+    advantages = batch.advantages
+    if cfg.normalize_advantages:
+        advantages = standardize(advantages)
+    policy_loss, clipped = losses.clipped_surrogate(log_ratio, advantages, cfg.clip_eps)
+    value_clip = cfg.vf_clip_eps if cfg.clip_value_loss else None
+    value_loss = losses.value_loss(values, batch.old_value, batch.returns, value_clip)
+    entropy = policy.entropy().mean()
+    total = policy_loss.mean() + cfg.vf_coef * value_loss.mean() - cfg.ent_coef * entropy
+    return total, {
+        "loss/total": total,
+        "loss/policy": policy_loss.mean(),
+        "loss/value": value_loss.mean(),
+        "policy/entropy": entropy,
+        "policy/approx_kl": losses.approx_kl(log_ratio),
+        "policy/clip_fraction": clipped.mean(),
+    }
+
+
+def update(
+    network: ActorCritic,
+    env: Environment,
+    env_params: Any,
+    num_iterations: int,
+    state: TrainState,
+    data: Any = None,
+) -> tuple[TrainState, dict[str, jax.Array]]:
+    """One PPO iteration: collect ``num_envs x num_steps``, then epochs of minibatch SGD."""
+    del data
+    cfg = state.config
+    # COLLECT A ROLLOUT
+    state, trajectory, episode_stats = rollout(network, env, env_params, state)
+
+    # ADVANTAGES. V(final_obs) is V(next obs) except where an episode ended, where it is
+    # the value of the state the episode really ended in (bootstrapped on truncation).
+    next_values = network.apply(state.params, trajectory.final_obs, method=network.value)
+    advantages, returns = gae(
+        trajectory.reward,
+        trajectory.value,
+        next_values,
+        trajectory.terminated,
+        trajectory.truncated,
+        cfg.gamma,
+        cfg.gae_lambda,
+    )
+    batch_size = cfg.num_envs * cfg.num_steps
+    batch = LearnBatch(
+        trajectory.obs,
+        trajectory.action,
+        trajectory.log_prob,
+        trajectory.value,
+        advantages,
+        returns,
+    )
+    batch = jax.tree.map(lambda x: x.reshape((batch_size, *x.shape[2:])), batch)
+
+    # EPOCHS OF MINIBATCH SGD
+    tx = make_optimizer(cfg, num_iterations)
+
+    def sgd_step(carry, minibatch):
+        params, opt_state = carry
+        grads, metrics = jax.grad(compute_loss, has_aux=True)(params, network, cfg, minibatch)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state), metrics
+
+    def epoch(carry, _):
+        params, opt_state, key = carry
+        key, perm_key = jax.random.split(key)
+        minibatches = shuffled_minibatches(perm_key, batch, cfg.num_minibatches)
+        (params, opt_state), metrics = jax.lax.scan(sgd_step, (params, opt_state), minibatches)
+        return (params, opt_state, key), metrics
+
+    (params, opt_state, key), sgd_metrics = jax.lax.scan(
+        epoch, (state.params, state.opt_state, state.key), None, cfg.num_epochs
+    )
+
+    # METRICS: SGD metrics averaged over epochs and minibatches.
+    metrics = jax.tree.map(jnp.mean, sgd_metrics)
+    metrics.update(episode_stats)
+    metrics["value/explained_variance"] = 1.0 - jnp.var(returns - trajectory.value) / (
+        jnp.var(returns) + 1e-8
+    )
+    state = state.replace(
+        params=params, opt_state=opt_state, key=key, iteration=state.iteration + 1
+    )
+    return state, metrics
+
+
+def act(
+    network: ActorCritic,
+    params: tuple[Any, Any],
+    obs: jax.Array,
+    key: jax.Array,
+    deterministic: bool,
+) -> jax.Array:
+    """The policy alone: ``params = (observation statistics or None, network params)``."""
+    obs_stats, net_params = params
+    if obs_stats is not None:
+        obs = normalize(obs_stats, obs)
+    dist, _ = network.apply(net_params, obs)
+    return dist.mode() if deterministic else dist.sample(seed=key)
+
+
+def policy_params(state: TrainState) -> tuple[Any, Any]:
+    """What ``act`` needs: the running observation statistics (if any) and the weights."""
+    return observation_statistics(state.env_state), state.params
+
+
+# ----------------------------------------------------------------------------- binding
 
 
 def make_agent(config: Config, env: Environment, env_params: Any = None) -> Agent:
-    """Build PPO's ``init``, ``update`` and ``evaluate`` for ``env`` (see ``rlzoo.core.agent``)."""
+    """PPO's ``init``, ``update``, ``evaluate`` and ``act`` for ``env`` (``rlzoo.core.agent``)."""
     check_config(config)
     env_params = env.default_params if env_params is None else env_params
     action_space = env.action_space(env_params)
@@ -204,32 +406,18 @@ def make_agent(config: Config, env: Environment, env_params: Any = None) -> Agen
     if config.normalize_rewards:
         # The env is built once per program, so a gamma sweep shares this (base) gamma here.
         train_env = NormalizeReward(train_env, gamma=config.gamma)
+    num_iterations = config.total_steps // (config.num_envs * config.num_steps)
+    bound_act = functools.partial(act, network)
     max_eval_steps = episode_limit(env, env_params)
 
-    batch_size = config.num_envs * config.num_steps
-    minibatch_size = batch_size // config.num_minibatches
-    num_iterations = config.total_timesteps // batch_size
-    steps_per_iteration_sgd = config.num_epochs * config.num_minibatches
-
-    def optimizer(cfg: Config) -> optax.GradientTransformation:
-        def learning_rate(count):
-            if not config.anneal_lr:
-                return cfg.learning_rate
-            done_fraction = (count // steps_per_iteration_sgd) / num_iterations
-            return cfg.learning_rate * (1.0 - done_fraction)
-
-        return optax.chain(
-            optax.clip_by_global_norm(cfg.max_grad_norm),
-            optax.adam(learning_rate, eps=cfg.adam_eps),
-        )
-
-    def init(key: jax.Array, cfg: Config = config) -> TrainState:
+    def init(key: jax.Array, cfg: Config = config, data: Any = None) -> TrainState:
+        del data
         key, net_key, env_key = jax.random.split(key, 3)
         obs, env_state = train_env.reset(env_key, env_params)
         params = network.init(net_key, obs)
         return TrainState(
             params=params,
-            opt_state=optimizer(cfg).init(params),
+            opt_state=make_optimizer(cfg, num_iterations).init(params),
             env_state=env_state,
             obs=obs,
             key=key,
@@ -237,164 +425,33 @@ def make_agent(config: Config, env: Environment, env_params: Any = None) -> Agen
             config=cfg,
         )
 
-    def rollout(state: TrainState) -> tuple[TrainState, Transition, dict]:
-        def env_step(carry, _):
-            env_state, obs, key = carry
-            key, act_key, step_key = jax.random.split(key, 3)
-            policy, value = network.apply(state.params, obs)
-            action, log_prob = policy.sample_and_log_prob(seed=act_key)
-            next_obs, env_state, reward, terminated, truncated, info = train_env.step(
-                step_key, env_state, action, env_params
-            )
-            transition = Transition(
-                obs=obs,
-                action=action,
-                log_prob=log_prob,
-                value=value,
-                reward=reward * state.config.reward_scale,
-                terminated=terminated,
-                truncated=truncated,
-                final_obs=info["final_observation"],
-            )
-            episode = (info["episode_return"], info["episode_length"], info["episode_done"])
-            return (env_state, next_obs, key), (transition, episode)
-
-        (env_state, obs, key), (trajectory, episodes) = jax.lax.scan(
-            env_step, (state.env_state, state.obs, state.key), None, config.num_steps
+    def evaluate(state: TrainState, key: jax.Array, data: Any = None) -> dict[str, jax.Array]:
+        del data
+        return evaluate_policy(
+            bound_act,
+            policy_params(state),
+            key,
+            acting_env,
+            env_params,
+            config.num_eval_episodes,
+            max_eval_steps,
         )
-        episode_return, episode_length, episode_done = episodes
-        stats = {
-            # Return and length of the most recently completed episode of each env.
-            "episode_return": episode_return[-1].mean(),
-            "episode_length": episode_length[-1].astype(jnp.float32).mean(),
-            "episodes_completed": episode_done.sum(),
-        }
-        return state.replace(env_state=env_state, obs=obs, key=key), trajectory, stats
-
-    def loss_fn(params, cfg: Config, obs, action, old_log_prob, old_value, advantages, returns):
-        policy, values = network.apply(params, obs)
-        log_ratio = policy.log_prob(action) - old_log_prob
-        if config.normalize_advantages:
-            advantages = losses.normalize(advantages)
-        policy_loss, clipped = losses.clipped_surrogate(log_ratio, advantages, cfg.clip_eps)
-        value_clip = cfg.vf_clip_eps if config.clip_value_loss else None
-        value_loss = losses.value_loss(values, old_value, returns, value_clip)
-        entropy = policy.entropy().mean()
-        total = policy_loss.mean() + cfg.vf_coef * value_loss.mean() - cfg.ent_coef * entropy
-        return total, {
-            "loss": total,
-            "policy_loss": policy_loss.mean(),
-            "value_loss": value_loss.mean(),
-            "entropy": entropy,
-            "approx_kl": losses.approx_kl(log_ratio),
-            "clip_fraction": clipped.mean(),
-        }
-
-    def update(state: TrainState) -> tuple[TrainState, dict]:
-        """One PPO iteration: collect ``num_envs x num_steps``, then epochs of minibatch SGD."""
-        cfg = state.config
-        state, trajectory, episode_stats = rollout(state)
-
-        # V(final_obs) is V(next obs) except where an episode ended, where it is the value
-        # of the state the episode really ended in (bootstrapped on truncation).
-        next_values = network.apply(state.params, trajectory.final_obs, method=network.value)
-        advantages, returns = gae(
-            trajectory.reward,
-            trajectory.value,
-            next_values,
-            trajectory.terminated,
-            trajectory.truncated,
-            cfg.gamma,
-            cfg.gae_lambda,
-        )
-
-        tx = optimizer(cfg)
-        # Only what the loss reads is shuffled into minibatches.
-        learn_batch = (
-            trajectory.obs,
-            trajectory.action,
-            trajectory.log_prob,
-            trajectory.value,
-            advantages,
-            returns,
-        )
-        flat = jax.tree.map(lambda x: x.reshape((batch_size, *x.shape[2:])), learn_batch)
-
-        def epoch(carry, _):
-            params, opt_state, key = carry
-            key, perm_key = jax.random.split(key)
-            order = jax.random.permutation(perm_key, batch_size)
-
-            def split(x):
-                return jnp.take(x, order, axis=0).reshape(
-                    (config.num_minibatches, minibatch_size, *x.shape[1:])
-                )
-
-            minibatches = jax.tree.map(split, flat)
-
-            def sgd_step(carry, minibatch):
-                params, opt_state = carry
-                grads, metrics = jax.grad(loss_fn, has_aux=True)(params, cfg, *minibatch)
-                updates, opt_state = tx.update(grads, opt_state, params)
-                return (optax.apply_updates(params, updates), opt_state), metrics
-
-            (params, opt_state), metrics = jax.lax.scan(sgd_step, (params, opt_state), minibatches)
-            return (params, opt_state, key), metrics
-
-        (params, opt_state, key), sgd_metrics = jax.lax.scan(
-            epoch, (state.params, state.opt_state, state.key), None, config.num_epochs
-        )
-        iteration = state.iteration + 1
-        metrics = jax.tree.map(jnp.mean, sgd_metrics)
-        params_finite = jnp.all(
-            jnp.stack([jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(params)])
-        )
-        metrics.update(episode_stats)
-        metrics["finite"] = params_finite & jnp.isfinite(metrics["loss"])
-        metrics["env_steps"] = iteration * batch_size
-        metrics["explained_variance"] = 1.0 - jnp.var(returns - trajectory.value) / (
-            jnp.var(returns) + 1e-8
-        )
-        state = state.replace(params=params, opt_state=opt_state, key=key, iteration=iteration)
-        return state, metrics
-
-    def evaluate(state: TrainState, key: jax.Array) -> dict[str, jax.Array]:
-        """Mean and per-episode returns of the deterministic and the stochastic policy."""
-        obs_stats = observation_statistics(state.env_state)
-
-        def policy(deterministic: bool):
-            def act(obs, act_key):
-                if obs_stats is not None:
-                    obs = normalize(obs_stats, obs)
-                dist, _ = network.apply(state.params, obs)
-                return dist.mode() if deterministic else dist.sample(seed=act_key)
-
-            return act
-
-        results = {}
-        for name, deterministic in (("deterministic", True), ("stochastic", False)):
-            key, episode_key = jax.random.split(key)
-            episodes = run_episodes(
-                episode_key,
-                acting_env,
-                env_params,
-                policy(deterministic),
-                config.num_eval_episodes,
-                max_eval_steps,
-            )
-            results[f"{name}_return"] = episodes["return"].mean()
-            results[f"{name}_length"] = episodes["length"].astype(jnp.float32).mean()
-        return results
 
     return Agent(
         init=init,
-        update=update,
+        update=functools.partial(update, network, train_env, env_params, num_iterations),
         evaluate=evaluate,
+        act=bound_act,
+        policy_params=policy_params,
         num_iterations=num_iterations,
-        steps_per_iteration=batch_size,
+        steps_per_iteration=config.num_envs * config.num_steps,
+        step_unit=STEP_UNIT,
+        score_key=SCORE_KEY,
+        metrics=METRICS,
+        data_kind=DATA_KIND,
     )
 
 
 def make_train(config: Config, env: Environment, env_params: Any = None):
-    """``train(key, config=config) -> (final_state, per-iteration metrics)``."""
-    return _make_train_from_agent(make_agent(config, env, env_params), config)
+    """``train(key, config=config, data=None) -> (final_state, per-iteration metrics)``."""
+    return make_train_from_agent(make_agent(config, env, env_params), config)

@@ -1,4 +1,8 @@
-"""Batched evaluation episodes, run entirely on the device."""
+"""The shared evaluator: batched episodes of any agent's ``act``, run entirely on the device.
+
+Agents supply ``act(params, obs, key, deterministic)``; :func:`evaluate_policy` plays the
+episodes and returns the ``eval/`` metrics every episodic agent reports.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,8 @@ import jax
 import jax.numpy as jnp
 
 from rlzoo.envs import Environment
+
+Act = Callable[[Any, jax.Array, jax.Array, bool], jax.Array]
 
 # Safety cap for envs that declare no time limit; evaluation stops once every episode ends.
 DEFAULT_MAX_EPISODE_STEPS = 100_000
@@ -64,3 +70,43 @@ def run_episodes(
     carry = (key, obs, state, zeros.astype(bool), zeros, zeros.astype(jnp.int32), 0)
     *_, episode_return, length, _ = jax.lax.while_loop(cond, body, carry)
     return {"return": episode_return, "length": length}
+
+
+# The metrics :func:`evaluate_policy` returns, for agents to declare.
+EVAL_METRICS = {
+    "eval/deterministic_return": "mean episode return of the deterministic (mode) policy",
+    "eval/deterministic_length": "mean episode length of the deterministic policy",
+    "eval/stochastic_return": "mean episode return of the sampling policy",
+    "eval/stochastic_length": "mean episode length of the sampling policy",
+}
+
+
+def evaluate_policy(
+    act: Act,
+    params: Any,
+    key: jax.Array,
+    env: Environment,
+    env_params: Any,
+    num_episodes: int,
+    max_steps: int | None = None,
+) -> dict[str, jax.Array]:
+    """``num_episodes`` episodes each of the deterministic and the sampling policy.
+
+    ``act(params, obs_batch, key, deterministic) -> action_batch``. Returns the
+    :data:`EVAL_METRICS`. ``max_steps`` defaults to the env's own time limit.
+    """
+    max_steps = episode_limit(env, env_params) if max_steps is None else max_steps
+    results = {}
+    for mode, deterministic in (("deterministic", True), ("stochastic", False)):
+        key, episode_key = jax.random.split(key)
+        episodes = run_episodes(
+            episode_key,
+            env,
+            env_params,
+            lambda obs, act_key, d=deterministic: act(params, obs, act_key, d),
+            num_episodes,
+            max_steps,
+        )
+        results[f"eval/{mode}_return"] = episodes["return"].mean()
+        results[f"eval/{mode}_length"] = episodes["length"].astype(jnp.float32).mean()
+    return results

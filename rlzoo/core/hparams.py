@@ -9,6 +9,7 @@ one compiled program.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import difflib
 from typing import Any
@@ -19,9 +20,18 @@ import numpy as np
 from flax import struct
 
 
-def static(default: Any) -> Any:
+def traced(default: float, doc: str) -> Any:
+    """A traced float field: a pytree leaf that a sweep may batch. ``doc`` says what it is."""
+    return struct.field(pytree_node=True, default=default, metadata={"doc": doc})
+
+
+def static(default: Any, doc: str) -> Any:
     """A config field that fixes shapes or control flow (compiled in, never batched)."""
-    return struct.field(pytree_node=False, default=default)
+    return struct.field(pytree_node=False, default=default, metadata={"doc": doc})
+
+
+def field_doc(field: dataclasses.Field) -> str:
+    return field.metadata.get("doc", "")
 
 
 def is_static(field: dataclasses.Field) -> bool:
@@ -57,6 +67,63 @@ def unknown_field_error(config_cls: type, name: str) -> ValueError:
         f"{config_cls.__module__}.{config_cls.__name__} has no field {name!r}.{hint} "
         f"Fields: {', '.join(names)}."
     )
+
+
+def from_dict(config_cls: type, values: dict[str, Any]) -> Any:
+    """The inverse of :func:`to_dict`: a config from its plain-Python view (tuples back)."""
+    fields = {f.name: f for f in dataclasses.fields(config_cls)}
+    for name in values:
+        if name not in fields:
+            raise unknown_field_error(config_cls, name)
+    return config_cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+def parse_value(config_cls: type, name: str, text: str, flag: str = "config") -> Any:
+    """A command-line string for field ``name`` as a value of the field's type.
+
+    ``3e-4`` -> float, ``(64,64)`` -> tuple, ``relu`` -> str, ``true``/``false`` -> bool.
+    Raises ``ValueError`` naming the flag (``--<flag>.<name>``) and the type it needs.
+    """
+    fields = {f.name: f for f in dataclasses.fields(config_cls)}
+    if name not in fields:
+        raise unknown_field_error(config_cls, name)
+    default = fields[name].default
+    text = text.strip()
+    if isinstance(default, bool):
+        if text.lower() in ("true", "1"):
+            return True
+        if text.lower() in ("false", "0"):
+            return False
+        raise ValueError(f"--{flag}.{name}={text!r}: {name!r} is a bool; use true or false.")
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        value = text  # a bare word: a string field such as activation=relu
+    if isinstance(value, list):
+        value = tuple(value)
+    if isinstance(value, int) and not isinstance(value, bool) and isinstance(default, float):
+        value = float(value)
+    if not is_static(fields[name]) and not isinstance(value, float):
+        raise ValueError(f"--{flag}.{name}={text!r}: {name!r} is a traced float; give a number.")
+    if default is not None and not isinstance(value, type(default)):
+        raise ValueError(
+            f"--{flag}.{name}={text!r} is a {type(value).__name__}, but {name!r} holds a "
+            f"{type(default).__name__} (default {default!r})."
+        )
+    return value
+
+
+def describe(config_cls: type, preset: Any | None = None) -> str:
+    """Every field of ``config_cls``: type, default, preset value, static or traced, doc."""
+    lines = []
+    for f in dataclasses.fields(config_cls):
+        kind = "static" if is_static(f) else "traced"
+        type_name = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", f.type)
+        line = f"{f.name} ({type_name}, {kind}) default {f.default!r}"
+        if preset is not None and getattr(preset, f.name) != f.default:
+            line += f", preset {getattr(preset, f.name)!r}"
+        lines.append(f"{line}\n    {field_doc(f)}")
+    return "\n".join(lines)
 
 
 def override(config: Any, **changes: Any) -> Any:

@@ -43,7 +43,3 @@ def value_loss(
 def approx_kl(log_ratio: jax.Array) -> jax.Array:
     """Low-variance estimator of KL(old || new): ``E[(r - 1) - log r]``."""
     return jnp.mean(jnp.expm1(log_ratio) - log_ratio)
-
-
-def normalize(x: jax.Array, eps: float = 1e-8) -> jax.Array:
-    return (x - x.mean()) / (x.std() + eps)

@@ -58,11 +58,36 @@ def seed_sharding(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec("seeds"))
 
 
+def replicated_sharding(mesh: Mesh) -> NamedSharding:
+    """Every device holds the whole array (shared data such as a dataset)."""
+    return NamedSharding(mesh, PartitionSpec())
+
+
+def device_memory_bytes(device: jax.Device) -> int:
+    """Memory a program may use on ``device``: the allocator limit, or 80% of host RAM."""
+    stats = device.memory_stats() if hasattr(device, "memory_stats") else None
+    if stats and stats.get("bytes_limit"):
+        return int(stats["bytes_limit"])
+    return int(0.8 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+
+
+def compiled_bytes(compiled) -> int | None:
+    """XLA's estimate of the memory one compiled program needs (per device), if known."""
+    try:
+        m = compiled.memory_analysis()
+    except Exception:  # not every backend reports it
+        return None
+    if m is None:
+        return None
+    return int(m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes)
+
+
 def global_array(host_value: np.ndarray, sharding: NamedSharding) -> jax.Array:
     """A global array from a value every process holds whole on the host.
 
-    Each process places only the shards of its own devices, so the same code serves one
-    process and many (multi-host TPU pods, several GPU hosts).
+    Each process places only the shards of its own devices (the whole value, for a
+    replicated sharding), so the same code serves one process and many (multi-host TPU
+    pods, several GPU hosts).
     """
     host_value = np.asarray(host_value)
     return jax.make_array_from_callback(host_value.shape, sharding, lambda idx: host_value[idx])

@@ -12,6 +12,39 @@ import jax.numpy as jnp
 from rlzoo.nets.torsos import make_torso, orthogonal
 
 
+def action_distribution(
+    logits_or_mean: jax.Array, log_std: jax.Array | None
+) -> distrax.Distribution:
+    """Categorical over logits, or a diagonal Gaussian when a log standard deviation is given."""
+    if log_std is None:
+        return distrax.Categorical(logits=logits_or_mean)
+    return distrax.MultivariateNormalDiag(logits_or_mean, jnp.exp(log_std))
+
+
+class Policy(nn.Module):
+    """``obs -> action distribution``: an MLP and a categorical or diagonal-Gaussian head.
+
+    The Gaussian's log standard deviation is state-independent, as in ``ActorCritic``.
+    """
+
+    action_dim: int
+    discrete: bool
+    hidden_sizes: Sequence[int] = (256, 256)
+    activation: str = "relu"
+    log_std_init: float = 0.0
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> distrax.Distribution:
+        features = make_torso("mlp", self.hidden_sizes, self.activation)(obs)
+        out = nn.Dense(self.action_dim, kernel_init=orthogonal(0.01))(features)
+        log_std = None
+        if not self.discrete:
+            log_std = self.param(
+                "log_std", nn.initializers.constant(self.log_std_init), (self.action_dim,)
+            )
+        return action_distribution(out, log_std)
+
+
 class ActorCritic(nn.Module):
     """``obs -> (policy distribution, value)``.
 
@@ -49,11 +82,8 @@ class ActorCritic(nn.Module):
 
     def __call__(self, obs: jax.Array) -> tuple[distrax.Distribution, jax.Array]:
         actor_features = self.actor_torso(obs)
-        logits_or_mean = self.policy_head(actor_features)
-        if self.discrete:
-            policy = distrax.Categorical(logits=logits_or_mean)
-        else:
-            policy = distrax.MultivariateNormalDiag(logits_or_mean, jnp.exp(self.log_std))
+        log_std = None if self.discrete else self.log_std
+        policy = action_distribution(self.policy_head(actor_features), log_std)
         return policy, self.value(obs, actor_features)
 
     def value(self, obs: jax.Array, actor_features: jax.Array | None = None) -> jax.Array:

@@ -1,0 +1,553 @@
+"""The runner as a library: ``run(spec) -> summary``, no absl, no flags.
+
+    from rlzoo.launch.runner import RunSpec, run
+    summary = run(RunSpec(agent="ppo", env="gymnax/CartPole-v1", num_seeds=8, run_dir="runs/cp"))
+
+``run`` is a sequence of named steps: open the run directory, build (config, env, agent,
+data), place the batch of ``configs x seeds`` agents on the device mesh, init or restore,
+compile, train in chunks (evaluating, logging and checkpointing in between), finish. Agent
+``a`` is seed ``a % num_seeds`` of sweep point ``a // num_seeds``; every point uses the
+same seed keys (common random numbers make points easier to compare).
+
+The run directory holds ``config.json`` (the spec and the resolved config, once),
+``metrics.jsonl`` (one line per iteration and agent, and per evaluation and agent),
+``checkpoints/`` (orbax, the batched training state; never the data) and ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rlzoo import agents, envs
+from rlzoo.analysis.stats import describe
+from rlzoo.core import hparams
+from rlzoo.core.agent import Agent, check_data, scan_updates
+from rlzoo.data import data_fingerprint, load_dataset
+from rlzoo.launch import devices as device_lib
+from rlzoo.launch.callbacks import Callback, RunInfo, default_callbacks
+from rlzoo.launch.checkpoints import Checkpointer
+from rlzoo.launch.configs import resolve_config
+from rlzoo.launch.files import MetricsLog, read_json, write_json
+
+FORMAT = 2  # of config.json, summary.json and checkpoints; 1 was rlzoo 0.1.0's
+
+# init runs once, so it is compiled with XLA's cheap CPU settings (about a third of the
+# compile time on a CPU). Evaluation is not: there the slower code cost more than it saved.
+QUICK_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
+
+
+@dataclasses.dataclass
+class RunSpec:
+    """Everything that defines a run; saved in ``config.json`` and reread on resume."""
+
+    agent: str = "ppo"
+    env: str = "gymnax/CartPole-v1"
+    env_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    dataset: str = ""  # path of the data the agent learns from ("" : none, or given in memory)
+    num_seeds: int = 8
+    seed: int = 0
+    overrides: dict[str, Any] = dataclasses.field(default_factory=dict)  # Config fields
+    run_dir: str = ""
+    eval_every: int = 0  # agent steps between evaluations; 0: ten times per run
+    checkpoint_every: int = 0  # agent steps between checkpoints; 0: same as eval_every
+    num_devices: int = 0  # 0: as many as divide the agents
+    max_to_keep: int = 3
+    # Traced-hyperparameter points trained together in this one program (a sweep); each
+    # point is a dict of Config fields. Empty: the single config.
+    sweep: list[dict[str, float]] = dataclasses.field(default_factory=list)
+
+
+class RunError(RuntimeError):
+    """A run stopped for a reason the user must act on (the message says what)."""
+
+
+class BatchTooLarge(RunError):
+    """The compiled program of all agents needs more device memory than there is."""
+
+    def __init__(self, needed: int, available: int, num_agents: int):
+        self.needed, self.available, self.num_agents = needed, available, num_agents
+        super().__init__(
+            f"{num_agents} agents need about {needed / 2**30:.2f} GiB of device memory "
+            f"(compiled estimate) but {available / 2**30:.2f} GiB is available; train fewer "
+            "agents per program (rlzoo.sweep splits a sweep automatically)."
+        )
+
+
+@dataclasses.dataclass
+class Setup:
+    """What the run trains: the resolved config, the env, the agent and its data."""
+
+    agent_module: ModuleType
+    config: Any
+    env: envs.Environment
+    env_params: Any
+    agent: Agent
+    data: Any
+    data_record: dict[str, Any] | None
+
+
+@dataclasses.dataclass
+class Placement:
+    """The batch of agents on the mesh: seed keys, batched config, replicated data."""
+
+    mesh: jax.sharding.Mesh
+    sharding: jax.sharding.NamedSharding
+    keys: jax.Array
+    batched_config: Any
+    data: Any
+    num_agents: int
+    note: str | None
+
+
+@dataclasses.dataclass
+class Schedule:
+    """Iterations per compiled chunk, and evaluation / checkpoint intervals in chunks."""
+
+    chunk: int
+    eval_chunks: int
+    checkpoint_chunks: int
+
+
+# ----------------------------------------------------------------------------- the steps
+
+
+def open_run_dir(spec: RunSpec, resume: bool) -> tuple[RunSpec, dict[str, Any] | None]:
+    """The spec to run and, on resume, the stored ``config.json``."""
+    run_dir = Path(spec.run_dir)
+    stored_path = run_dir / "config.json"
+    if not resume:
+        if stored_path.exists():
+            raise RunError(
+                f"{run_dir} already holds a run; pass --resume to continue it or choose "
+                "another --run_dir."
+            )
+        return spec, None
+    if not stored_path.exists():
+        raise RunError(
+            f"--resume: {run_dir} has no config.json, so it is not an rlzoo run directory "
+            "(or the run never started). Check --run_dir, or start a new run without --resume."
+        )
+    stored = read_json(stored_path)
+    if stored.get("format") != FORMAT:
+        raise RunError(
+            f"--resume: {run_dir} was written by an older rlzoo (run-directory format "
+            f"{stored.get('format', 1)}, this is {FORMAT}); its checkpoints cannot be read. "
+            "Start the run again in a new --run_dir."
+        )
+    return dataclasses.replace(RunSpec(**stored["run"]), run_dir=spec.run_dir), stored
+
+
+def build(spec: RunSpec, stored: dict[str, Any] | None, data: Any) -> Setup:
+    """Resolve the config (or reread it on resume), make the env, the agent and its data."""
+    agent_module = agents.get(spec.agent)
+    if stored is None:
+        config = resolve_config(agent_module, spec.env, spec.overrides)
+    else:  # the stored config wins: presets in the code may have changed since
+        config = hparams.from_dict(agent_module.Config, stored["config"])
+    env, env_params = envs.make(spec.env, **spec.env_kwargs)
+    agent = agent_module.make_agent(config, env, env_params)
+    if data is None and spec.dataset:
+        data = load_dataset(spec.dataset)
+    check_data(spec.agent, agent.data_kind, data)
+    data_record = None
+    if data is not None:
+        data_record = {"source": spec.dataset or "in memory", **data_fingerprint(data)}
+        if stored is not None and stored.get("data", {}).get("sha256") != data_record["sha256"]:
+            raise RunError(
+                f"--resume: the data differs from the data this run started with "
+                f"(sha256 {stored['data']['sha256'][:12]}... from {stored['data']['source']}, "
+                f"now {data_record['sha256'][:12]}...); resume with the same data."
+            )
+    return Setup(agent_module, config, env, env_params, agent, data, data_record)
+
+
+def place(spec: RunSpec, setup: Setup) -> Placement:
+    """Seed keys and the batched config, sharded over the seed axis; data replicated."""
+    points = spec.sweep or [{}]
+    num_agents = len(points) * spec.num_seeds
+    mesh, note = device_lib.seed_mesh(num_agents, spec.num_devices)
+    sharding = device_lib.seed_sharding(mesh)
+    seed_keys = jax.random.split(jax.random.PRNGKey(spec.seed), spec.num_seeds)
+    keys = device_lib.global_array(np.tile(seed_keys, (len(points), 1)), sharding)
+    batched_config = hparams.stack_points(setup.config, points, spec.num_seeds)
+    replicated = device_lib.replicated_sharding(mesh)
+    data = jax.tree.map(lambda x: device_lib.global_array(x, replicated), setup.data)
+    return Placement(mesh, sharding, keys, batched_config, data, num_agents, note)
+
+
+def schedule(agent: Agent, eval_every: int, checkpoint_every: int) -> Schedule:
+    """Chunk length and intervals from the agent's steps (one program when defaults)."""
+    iterations, per_iteration = agent.num_iterations, agent.steps_per_iteration
+    eval_iters = math.ceil(eval_every / per_iteration) if eval_every else 0
+    eval_iters = eval_iters or max(1, iterations // 10)
+    ckpt_iters = math.ceil(checkpoint_every / per_iteration) if checkpoint_every else 0
+    ckpt_iters = ckpt_iters or eval_iters
+    chunk = max(1, min(eval_iters, ckpt_iters, iterations))
+    if not eval_every and not checkpoint_every:
+        # Default intervals: prefer a chunk length that divides the run, so that a single
+        # program is compiled (a shorter last chunk would be a second one).
+        near = range(max(1, chunk // 2), min(iterations, 2 * chunk) + 1)
+        divisors = [d for d in near if iterations % d == 0]
+        chunk = min(divisors, key=lambda d: abs(d - chunk)) if divisors else chunk
+        eval_iters = ckpt_iters = chunk
+    return Schedule(chunk, max(1, round(eval_iters / chunk)), max(1, round(ckpt_iters / chunk)))
+
+
+def record(spec: RunSpec, setup: Setup, placement: Placement) -> dict[str, Any]:
+    """What ``config.json`` holds: the spec, the resolved config (once), agent and data."""
+    agent = setup.agent
+    return {
+        "format": FORMAT,
+        "run": dataclasses.asdict(spec),
+        "config": hparams.to_dict(setup.config),
+        "agent": {
+            "score_key": agent.score_key,
+            "step_unit": agent.step_unit,
+            "steps_per_iteration": agent.steps_per_iteration,
+            "num_iterations": agent.num_iterations,
+            "metrics": dict(agent.metrics),
+        },
+        "data": setup.data_record,
+        "devices": [str(d) for d in placement.mesh.devices.ravel()],
+        "jax_version": jax.__version__,
+    }
+
+
+def _all_finite(tree: Any) -> jax.Array:
+    """One bool: every floating-point leaf of ``tree`` is finite."""
+    leaves = [
+        jnp.all(jnp.isfinite(x))
+        for x in jax.tree.leaves(tree)
+        if jnp.issubdtype(x.dtype, jnp.floating)
+    ]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
+
+
+def init_state(
+    agent: Agent, placement: Placement, checkpointer: Checkpointer, resume: bool
+) -> tuple[Any, int]:
+    """A fresh batched state, or the latest checkpoint's, and its iteration."""
+    config_axes = hparams.vmap_axes(placement.batched_config)
+    init = jax.jit(
+        jax.vmap(agent.init, in_axes=(0, config_axes, None)),
+        out_shardings=placement.sharding,
+        compiler_options=QUICK_COMPILE,
+    )
+    args = (placement.keys, placement.batched_config, placement.data)
+    if not resume:
+        return init(*args), 0
+    latest = checkpointer.latest_iteration()
+    if latest is None:
+        raise RunError(f"--resume: no checkpoint in {checkpointer.directory}; nothing to resume.")
+    abstract = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=placement.sharding),
+        jax.eval_shape(init, *args),
+    )
+    try:
+        state, saved = checkpointer.restore(latest, abstract)
+    except Exception as error:
+        raise RunError(
+            f"--resume: checkpoint {latest} in {checkpointer.directory} cannot be read "
+            f"({type(error).__name__}: {error}). Delete that step folder to fall back to "
+            "an earlier checkpoint."
+        ) from error
+    return state, int(saved["iteration"])
+
+
+def compile_programs(
+    agent: Agent, placement: Placement, state: Any, start: int, chunk: int
+) -> tuple[dict[int, Any], Any]:
+    """The chunk program(s) (state donated) and the evaluation program, compiled now."""
+
+    def run_chunk(state, data, length):
+        state, metrics = scan_updates(agent, state, data, length)
+        return state, metrics, _all_finite(state)
+
+    lengths = {
+        min(chunk, agent.num_iterations - i) for i in range(start, agent.num_iterations, chunk)
+    }
+    chunk_fns = {
+        n: jax.jit(
+            jax.vmap(lambda s, d, n=n: run_chunk(s, d, n), in_axes=(0, None)), donate_argnums=0
+        )
+        .lower(state, placement.data)
+        .compile()
+        for n in sorted(lengths)
+    }
+    evaluate = (
+        jax.jit(jax.vmap(agent.evaluate, in_axes=(0, 0, None)))
+        .lower(state, placement.keys, placement.data)
+        .compile()
+    )
+    return chunk_fns, evaluate
+
+
+def check_memory(chunk_fns: dict[int, Any], placement: Placement) -> None:
+    needed = device_lib.compiled_bytes(chunk_fns[max(chunk_fns)])
+    local = [d for d in placement.mesh.devices.ravel() if d.process_index == jax.process_index()]
+    available = device_lib.device_memory_bytes(local[0])
+    if needed is not None and needed > available:
+        raise BatchTooLarge(needed, available, placement.num_agents)
+
+
+def first_bad(metrics: dict[str, np.ndarray], state_finite: np.ndarray) -> tuple[int, int] | None:
+    """(offset within the chunk, agent) of the first non-finite value, or None if all good.
+
+    Metrics are ``[agents, iterations]``; a non-finite state with finite metrics is
+    attributed to the chunk's last iteration.
+    """
+    bad = np.zeros(next(iter(metrics.values())).shape, bool) if metrics else None
+    for values in metrics.values():
+        if np.issubdtype(values.dtype, np.floating):
+            bad |= ~np.isfinite(values)
+    if bad is not None and bad.any():
+        agents_bad, offsets = np.nonzero(bad)
+        first = np.argmin(offsets)
+        return int(offsets[first]), int(agents_bad[first])
+    if not state_finite.all():
+        length = bad.shape[1] if bad is not None else 1
+        return length - 1, int(np.nonzero(~state_finite)[0][0])
+    return None
+
+
+def metric_rows(
+    metrics: dict[str, np.ndarray], first_iteration: int, steps_per_iteration: int, num_seeds: int
+) -> list[dict[str, Any]]:
+    """``metrics.jsonl`` rows: one per iteration and agent, iteration-major."""
+    columns = {name: v.tolist() for name, v in metrics.items()}
+    num_agents, length = next(iter(metrics.values())).shape
+    return [
+        {
+            "iteration": first_iteration + k,
+            "seed": a % num_seeds,
+            "config": a // num_seeds,
+            "step": (first_iteration + k) * steps_per_iteration,
+        }
+        | {name: column[a][k] for name, column in columns.items()}
+        for k in range(length)
+        for a in range(num_agents)
+    ]
+
+
+def summarize(
+    spec: RunSpec, agent: Agent, results: dict[str, np.ndarray], timings: dict[str, float]
+) -> dict[str, Any]:
+    """``summary.json``: the final evaluation per agent, per config and over all agents."""
+    final = {k: np.asarray(v).tolist() for k, v in results.items()}
+    points = spec.sweep or [{}]
+    n = spec.num_seeds
+    return {
+        "format": FORMAT,
+        "agent": spec.agent,
+        "env": spec.env,
+        "score_key": agent.score_key,
+        "step_unit": agent.step_unit,
+        "steps_per_seed": agent.num_iterations * agent.steps_per_iteration,
+        "num_seeds": n,
+        "num_configs": len(points),
+        "final_eval_per_seed": final,  # agent a: seed a % num_seeds of config a // num_seeds
+        "final_eval_per_config": [
+            {"config": point, **{k: describe(v[c * n : (c + 1) * n]) for k, v in final.items()}}
+            for c, point in enumerate(points)
+        ],
+        "final_eval": {k: describe(v) for k, v in final.items()},
+        **timings,
+        "backend": jax.default_backend(),
+        "run_dir": spec.run_dir,
+    }
+
+
+# ----------------------------------------------------------------------------- run
+
+
+def run(
+    spec: RunSpec,
+    resume: bool = False,
+    data: Any = None,
+    callbacks: list[Callback] | None = None,
+) -> dict[str, Any]:
+    """Train ``num_seeds`` (x sweep points) agents in one program; returns the summary.
+
+    ``data`` (an in-memory pytree) takes the place of ``spec.dataset``. ``callbacks``
+    default to a progress bar and TensorBoard (``rlzoo.launch.callbacks``).
+    """
+    start_time = time.perf_counter()
+    spec, stored = open_run_dir(spec, resume)
+    setup = build(spec, stored, data)
+    agent = setup.agent
+    placement = place(spec, setup)
+    plan = schedule(agent, spec.eval_every, spec.checkpoint_every)
+    run_dir = Path(spec.run_dir)
+    primary = jax.process_index() == 0  # one process writes the run directory's files
+    run_dir.mkdir(parents=True, exist_ok=True)
+    stored = stored or record(spec, setup, placement)
+    if not resume and primary:
+        write_json(run_dir / "config.json", stored)
+    print(
+        f"rlzoo: {spec.agent} on {spec.env}, {spec.num_seeds} seed(s) x "
+        f"{len(spec.sweep or [{}])} config(s) on {placement.mesh.devices.size} "
+        f"{jax.default_backend()} device(s), {agent.num_iterations} iterations x "
+        f"{agent.steps_per_iteration} {agent.step_unit}"
+    )
+    if placement.note:
+        print(f"rlzoo: {placement.note}")
+
+    checkpointer = Checkpointer(run_dir / "checkpoints", spec.max_to_keep)
+    log = MetricsLog(run_dir / "metrics.jsonl", writable=primary)
+    state, iteration = init_state(agent, placement, checkpointer, resume)
+    if resume:
+        log.truncate_after(iteration)
+        print(f"rlzoo: resumed from iteration {iteration}")
+
+    print("rlzoo: compiling ...", flush=True)
+    compile_start = time.perf_counter()
+    chunk_fns, evaluate = compile_programs(agent, placement, state, iteration, plan.chunk)
+    compile_seconds = time.perf_counter() - compile_start
+    check_memory(chunk_fns, placement)
+
+    callbacks = default_callbacks() if callbacks is None else callbacks
+    callbacks = callbacks if primary else []
+    info = RunInfo(
+        run_dir=run_dir,
+        agent=spec.agent,
+        env=spec.env,
+        num_agents=placement.num_agents,
+        num_iterations=agent.num_iterations,
+        steps_per_iteration=agent.steps_per_iteration,
+        step_unit=agent.step_unit,
+        score_key=agent.score_key,
+        start_iteration=iteration,
+        resume=resume,
+        config=stored,
+    )
+    try:
+        for callback in callbacks:
+            callback.on_start(info)
+        results, timings = train_chunks(
+            spec, setup, placement, plan, state, iteration, chunk_fns, evaluate,
+            checkpointer, log, callbacks,
+        )  # fmt: skip
+        timings = {
+            "compile_seconds": compile_seconds,
+            **timings,
+            "wall_seconds": time.perf_counter() - start_time,
+            "devices": int(placement.mesh.devices.size),
+        }
+        summary = summarize(spec, agent, results, timings)
+        if primary:
+            write_json(run_dir / "summary.json", summary)
+        for callback in callbacks:
+            callback.on_end(summary)
+    finally:
+        checkpointer.close()
+        for callback in callbacks:
+            callback.close()
+    score = summary["final_eval"][agent.score_key]
+    print(
+        f"rlzoo: final {agent.score_key} mean {score['mean']:.1f} +- {score['std']:.1f} "
+        f"(IQM {score['iqm']:.1f}, min {score['min']:.1f}) over {placement.num_agents} "
+        f"agent(s); run directory {run_dir}"
+    )
+    return summary
+
+
+def train_chunks(
+    spec: RunSpec,
+    setup: Setup,
+    placement: Placement,
+    plan: Schedule,
+    state: Any,
+    iteration: int,
+    chunk_fns: dict[int, Any],
+    evaluate: Any,
+    checkpointer: Checkpointer,
+    log: MetricsLog,
+    callbacks: list[Callback],
+) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """The training loop: chunks of updates; evaluate, log and checkpoint in between."""
+    agent, n = setup.agent, spec.num_seeds
+    eval_key = jax.random.fold_in(jax.random.PRNGKey(spec.seed), 1_000_003)
+    repeats = placement.num_agents // n
+
+    def run_evaluation(state, iteration):
+        seed_keys = jax.random.split(jax.random.fold_in(eval_key, iteration), n)
+        keys = device_lib.global_array(np.tile(seed_keys, (repeats, 1)), placement.sharding)
+        results = device_lib.to_host(evaluate(state, keys, placement.data))
+        log.append(
+            [
+                {"iteration": iteration, "seed": a % n, "config": a // n, "eval": True}
+                | {"step": iteration * agent.steps_per_iteration}
+                | {k: float(v[a]) for k, v in results.items()}
+                for a in range(placement.num_agents)
+            ]
+        )
+        for callback in callbacks:
+            callback.on_eval(iteration, results)
+        return results
+
+    train_start = time.perf_counter()
+    eval_seconds = checkpoint_seconds = 0.0
+    last_good = checkpointer.latest_iteration()
+    results = None
+    while iteration < agent.num_iterations:
+        length = min(plan.chunk, agent.num_iterations - iteration)
+        t0 = time.perf_counter()
+        state, metrics, state_finite = chunk_fns[length](state, placement.data)
+        metrics, state_finite = device_lib.to_host((metrics, state_finite))
+        chunk_seconds = time.perf_counter() - t0
+        bad = first_bad(metrics, np.asarray(state_finite))
+        if bad is not None:
+            checkpointer.close()  # let an in-flight save of the last good state finish
+            raise RunError(
+                non_finite_message(spec, agent, iteration + bad[0] + 1, bad[1], last_good)
+            )
+        log.append(metric_rows(metrics, iteration + 1, agent.steps_per_iteration, n))
+        iteration += length
+        for callback in callbacks:
+            callback.on_metrics(iteration, metrics, chunk_seconds)
+        done = iteration >= agent.num_iterations
+        chunks_done = iteration // plan.chunk
+        t0 = time.perf_counter()
+        if done or chunks_done % plan.eval_chunks == 0:
+            results = run_evaluation(state, iteration)
+        t1 = time.perf_counter()
+        if done or chunks_done % plan.checkpoint_chunks == 0:
+            checkpointer.save(iteration, state, {"iteration": iteration})
+            last_good = iteration
+        eval_seconds += t1 - t0
+        checkpoint_seconds += time.perf_counter() - t1
+    train_seconds = time.perf_counter() - train_start
+    if results is None:  # resumed a run that had already finished
+        results = run_evaluation(state, iteration)
+    return results, {
+        "train_seconds_after_compile": train_seconds,  # evaluation and checkpoints included
+        "eval_seconds": eval_seconds,
+        "checkpoint_seconds": checkpoint_seconds,
+    }
+
+
+def non_finite_message(
+    spec: RunSpec, agent: Agent, bad_iteration: int, bad_agent: int, last_good: int | None
+) -> str:
+    checkpoints = Path(spec.run_dir) / "checkpoints"
+    kept = (
+        f"the last good checkpoint (iteration {last_good}) is in {checkpoints}"
+        if last_good is not None
+        else "no checkpoint had been written yet"
+    )
+    point = f" of sweep point {spec.sweep[bad_agent // spec.num_seeds]}" if spec.sweep else ""
+    return (
+        f"non-finite metrics or training state at iteration {bad_iteration} "
+        f"({bad_iteration * agent.steps_per_iteration} {agent.step_unit}) in seed "
+        f"{bad_agent % spec.num_seeds}{point}; training stopped and {kept}. Lower the "
+        "learning rate or check the env's rewards/observations (or the dataset)."
+    )
