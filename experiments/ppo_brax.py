@@ -51,7 +51,7 @@ def brax_to_rlzoo(h: dict) -> dict:
         "value_hidden_sizes": tuple(h["value_hidden_layer_sizes"]),
         "activation": {"swish": "silu"}.get(h["activation"], h["activation"]),
         "num_eval_episodes": h["num_eval_envs"],
-        "total_timesteps": h["num_timesteps"],
+        "total_steps": h["num_timesteps"],
     }
 
 
@@ -91,7 +91,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--env", default="inverted_pendulum")
     parser.add_argument("--num_seeds", type=int, default=4)
-    parser.add_argument("--total_timesteps", type=int, default=1_000_000)
+    parser.add_argument("--total_steps", type=int, default=1_000_000)
     parser.add_argument("--peer", action="store_true", help="also run Brax's PPO trainer")
     parser.add_argument("--backend", default="positional")
     args = parser.parse_args()
@@ -111,15 +111,15 @@ def main() -> None:
     else:
         flags += [
             f"--env_kwargs=backend={args.backend}",
-            f"--total_timesteps={args.total_timesteps}",
+            f"--total_steps={args.total_steps}",
         ]
     with tempfile.TemporaryDirectory() as tmp:
         summary, wall = train_cli(Path(tmp) / "run", *flags)
-    stochastic = summary["final_eval_per_seed"]["stochastic_return"]
-    deterministic = summary["final_eval_per_seed"]["deterministic_return"]
+    stochastic = summary["final_eval_per_seed"]["eval/stochastic_return"]
+    deterministic = summary["final_eval_per_seed"]["eval/deterministic_return"]
     result["rlzoo"] = {
         "command": "python -m rlzoo.train " + " ".join(flags),
-        "env_steps_per_seed": summary["env_steps_per_seed"],
+        "env_steps_per_seed": summary["steps_per_seed"],
         "stochastic_return_per_seed": stochastic,
         "deterministic_return_per_seed": deterministic,
         "stochastic_return_mean": float(np.mean(stochastic)),

@@ -26,17 +26,17 @@ def main() -> None:
             "--env=gymnax/CartPole-v1",
             f"--num_seeds={args.num_seeds}",
             f"--seed={args.seed}",
-            "--total_timesteps=500000",
+            "--total_steps=500000",
         ]
         summary, wall = train_cli(Path(tmp) / "run", *flags)
-    det = summary["final_eval_per_seed"]["deterministic_return"]
-    stats = summary["final_eval"]["deterministic_return"]
+    det = summary["final_eval_per_seed"]["eval/deterministic_return"]
+    stats = summary["final_eval"]["eval/deterministic_return"]
     passed = stats["mean"] >= 475 and min(det) >= 400
     rows.append(
         {
             "env": "gymnax/CartPole-v1",
             "seeds": args.num_seeds,
-            "env_steps": summary["env_steps_per_seed"],
+            "env_steps": summary["steps_per_seed"],
             "mean": stats["mean"],
             "iqm": stats["iqm"],
             "min": stats["min"],
@@ -59,7 +59,7 @@ def main() -> None:
             "rlzoo_command": "python -m rlzoo.train " + " ".join(flags),
             "rows": rows,
             "deterministic_return_per_seed": det,
-            "stochastic_return_per_seed": summary["final_eval_per_seed"]["stochastic_return"],
+            "stochastic_return_per_seed": summary["final_eval_per_seed"]["eval/stochastic_return"],
             "process_wall_seconds": wall,
             "compile_seconds": summary["compile_seconds"],
             "train_seconds_after_compile": summary["train_seconds_after_compile"],

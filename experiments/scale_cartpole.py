@@ -22,7 +22,7 @@ from common import PYTHON, record, timed_process, train_cli
 RATES = [1e-4, 1.8e-4, 2.5e-4, 3.5e-4, 5e-4, 7e-4, 1e-3, 1.4e-3]
 BASE = [
     "--env=gymnax/CartPole-v1",
-    "--total_timesteps=500000",
+    "--total_steps=500000",
     "--tensorboard=false",
     "--progress=false",
 ]
@@ -44,7 +44,7 @@ def sequential_single_runs() -> dict:
 
     def train_and_evaluate(key, cfg):
         state, _ = train(key, cfg)
-        return agent.evaluate(state, jax.random.fold_in(key, 1))["deterministic_return"]
+        return agent.evaluate(state, jax.random.fold_in(key, 1))["eval/deterministic_return"]
 
     start = time.perf_counter()
     keys = jax.random.split(jax.random.PRNGKey(0), 8)

@@ -27,7 +27,7 @@ from common import PYTHON, ROOT, record, timed_process, train_cli
 
 FLAGS = [
     "--env=gymnax/CartPole-v1",
-    "--total_timesteps=500000",
+    "--total_steps=500000",
     "--config.learning_rate=0.00025",  # PureJaxRL's value (the shipped preset uses 1e-3)
     "--tensorboard=false",
 ]
@@ -87,7 +87,7 @@ def main() -> None:
             summary, wall = train_cli(Path(tmp) / "run", f"--num_seeds={n}", *FLAGS)
         probe = timed_process([PYTHON, __file__, f"--_ceiling={n}"])
         env_only = json.loads(probe["stdout_tail"].strip().splitlines()[-1])
-        train_sps = n * summary["env_steps_per_seed"] / summary["train_seconds_after_compile"]
+        train_sps = n * summary["steps_per_seed"] / summary["train_seconds_after_compile"]
         rows[n] = {
             "process_wall_seconds": wall,
             "compile_seconds": summary["compile_seconds"],
@@ -96,7 +96,7 @@ def main() -> None:
             "env_only_env_steps_per_second": env_only["env_steps_per_second"],
             "fraction_of_ceiling": train_sps / env_only["env_steps_per_second"],
             "devices": summary["devices"],
-            "deterministic_return_mean": summary["final_eval"]["deterministic_return"]["mean"],
+            "deterministic_return_mean": summary["final_eval"]["eval/deterministic_return"]["mean"],
         }
         print(n, json.dumps(rows[n]), flush=True)
 

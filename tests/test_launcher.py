@@ -14,8 +14,11 @@ import numpy as np
 import pytest
 
 from rlzoo import envs
+from rlzoo.agents import bc, ppo
+from rlzoo.core import hparams
+from rlzoo.launch.callbacks import TensorBoard
 from rlzoo.launch.files import MetricsLog
-from rlzoo.train import RunError, RunSpec, define_config_flag, run
+from rlzoo.launch.runner import RunError, RunSpec, run
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -24,8 +27,8 @@ TINY = dict(num_envs=4, num_steps=16, num_epochs=2, num_minibatches=2, num_eval_
 
 
 def tiny_spec(run_dir, iterations=8, **changes):
-    config = dict(TINY, total_timesteps=iterations * 64)
-    spec = RunSpec(num_seeds=2, config=config, run_dir=str(run_dir), eval_every=128)
+    config = dict(TINY, total_steps=iterations * 64)
+    spec = RunSpec(num_seeds=2, overrides=config, run_dir=str(run_dir), eval_every=128)
     for key, value in changes.items():
         setattr(spec, key, value)
     return spec
@@ -47,14 +50,14 @@ def cli(*args, env=None, **kwargs):
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("runs") / "tiny"
-    summary = run(tiny_spec(run_dir), progress=False)
+    summary = run(tiny_spec(run_dir), callbacks=[TensorBoard()])
     return run_dir, summary
 
 
 def test_run_directory_has_every_file(finished_run):
     run_dir, summary = finished_run
     config = json.loads((run_dir / "config.json").read_text())
-    assert config["run"]["num_seeds"] == 2 and config["agent_config"]["num_steps"] == 16
+    assert config["run"]["num_seeds"] == 2 and config["config"]["num_steps"] == 16
     rows = MetricsLog(run_dir / "metrics.jsonl").read()
     train_rows = [r for r in rows if not r.get("eval")]
     eval_rows = [r for r in rows if r.get("eval")]
@@ -67,17 +70,17 @@ def test_run_directory_has_every_file(finished_run):
         sorted(p.name for p in (run_dir / "checkpoints").iterdir() if p.name.isdigit())[-1] == "8"
     )
     saved = json.loads((run_dir / "summary.json").read_text())
-    det = saved["final_eval"]["deterministic_return"]
-    per_seed = saved["final_eval_per_seed"]["deterministic_return"]
+    det = saved["final_eval"]["eval/deterministic_return"]
+    per_seed = saved["final_eval_per_seed"]["eval/deterministic_return"]
     assert len(per_seed) == 2 and det["mean"] == pytest.approx(np.mean(per_seed))
     assert set(det) >= {"mean", "std", "iqm"}
-    assert summary["env_steps_per_seed"] == 8 * 64
+    assert summary["steps_per_seed"] == 8 * 64
 
 
 def test_resume_after_kill_equals_uninterrupted_run(tmp_path):
     flags = [
         "--num_seeds=2",
-        "--total_timesteps=3840",
+        "--total_steps=3840",
         "--eval_every=64",
         "--checkpoint_every=64",
         *[f"--config.{k}={v}" for k, v in TINY.items()],
@@ -116,13 +119,13 @@ def test_resume_after_kill_equals_uninterrupted_run(tmp_path):
 def test_seeds_sharded_over_four_devices_equal_one_device(tmp_path):
     script = textwrap.dedent(f"""
         import json, jax
-        from rlzoo.train import RunSpec, run
+        from rlzoo.launch.runner import RunSpec, run
         assert len(jax.devices()) == 4, jax.devices()
         out = {{}}
         for n in (1, 4):
             spec = RunSpec(num_seeds=4, num_devices=n, run_dir="{tmp_path}/d%d" % n,
-                           config={dict(TINY, total_timesteps=6 * 64)!r}, eval_every=192)
-            out[n] = run(spec, progress=False, tensorboard=False)["final_eval_per_seed"]
+                           overrides={dict(TINY, total_steps=6 * 64)!r}, eval_every=192)
+            out[n] = run(spec, callbacks=[])["final_eval_per_seed"]
         print(json.dumps(out))
     """)
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
@@ -137,7 +140,7 @@ def test_seeds_sharded_over_four_devices_equal_one_device(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
     np.testing.assert_allclose(
-        out["4"]["deterministic_return"], out["1"]["deterministic_return"], rtol=1e-5
+        out["4"]["eval/deterministic_return"], out["1"]["eval/deterministic_return"], rtol=1e-5
     )
     rows = {n: MetricsLog(tmp_path / f"d{n}" / "metrics.jsonl").read() for n in (1, 4)}
     for a, b in zip(rows[1], rows[4], strict=True):
@@ -148,14 +151,14 @@ def test_seeds_sharded_over_four_devices_equal_one_device(tmp_path):
 def test_cli_end_to_end_prints_summary(tmp_path):
     proc = cli(
         "--num_seeds=2",
-        "--total_timesteps=256",
+        "--total_steps=256",
         f"--run_dir={tmp_path / 'cli'}",
         *[f"--config.{k}={v}" for k, v in TINY.items()],
         "--progress=true",
     )
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, out
-    assert "final deterministic return" in out
+    assert "final eval/deterministic_return" in out
     assert (tmp_path / "cli" / "summary.json").exists()
 
 
@@ -164,27 +167,27 @@ def test_cli_end_to_end_prints_summary(tmp_path):
 
 def test_unknown_agent_env_and_config_field_name_close_matches(tmp_path):
     with pytest.raises(ValueError, match="Did you mean 'ppo'"):
-        run(tiny_spec(tmp_path / "a", agent="ppp"), progress=False)
+        run(tiny_spec(tmp_path / "a", agent="ppp"), callbacks=[])
     with pytest.raises(ValueError, match="CartPole-v1"):
-        run(tiny_spec(tmp_path / "b", env="gymnax/CartPole-v2"), progress=False)
+        run(tiny_spec(tmp_path / "b", env="gymnax/CartPole-v2"), callbacks=[])
     with pytest.raises(ValueError, match="learning_rate"):
-        define_config_flag(["prog", "--config.learning_rat=0.1"])
+        hparams.parse_value(ppo.Config, "learning_rat", "0.1")
     with pytest.raises(ValueError, match="learning_rate"):
-        run(tiny_spec(tmp_path / "c", config=dict(TINY, learning_rat=0.1)), progress=False)
+        run(tiny_spec(tmp_path / "c", overrides=dict(TINY, learning_rat=0.1)), callbacks=[])
 
 
 def test_bad_seed_and_device_counts_are_refused(tmp_path):
     with pytest.raises(ValueError, match="num_seeds must be >= 1"):
-        run(tiny_spec(tmp_path / "a", num_seeds=0), progress=False)
+        run(tiny_spec(tmp_path / "a", num_seeds=0), callbacks=[])
     with pytest.raises(ValueError, match="num_devices = 3 but JAX sees only 1"):
-        run(tiny_spec(tmp_path / "b", num_devices=3), progress=False)
+        run(tiny_spec(tmp_path / "b", num_devices=3), callbacks=[])
     with pytest.raises(ValueError, match=r"num_envs \* num_steps = 4 \* 16 = 64 .* 3"):
-        run(tiny_spec(tmp_path / "c", config=dict(TINY, num_minibatches=3)), progress=False)
+        run(tiny_spec(tmp_path / "c", overrides=dict(TINY, num_minibatches=3)), callbacks=[])
 
 
 def test_resume_on_missing_or_corrupt_run_directory(tmp_path, finished_run):
     with pytest.raises(RunError, match=r"no config\.json"):
-        run(tiny_spec(tmp_path / "missing"), resume=True, progress=False)
+        run(tiny_spec(tmp_path / "missing"), resume=True, callbacks=[])
     run_dir, _ = finished_run
     corrupt = tmp_path / "corrupt"
     subprocess.run(["cp", "-r", str(run_dir), str(corrupt)], check=True)
@@ -192,9 +195,9 @@ def test_resume_on_missing_or_corrupt_run_directory(tmp_path, finished_run):
         if path.is_file():
             path.write_bytes(b"garbage")
     with pytest.raises(RunError, match="cannot be read"):
-        run(tiny_spec(corrupt), resume=True, progress=False)
+        run(tiny_spec(corrupt), resume=True, callbacks=[])
     with pytest.raises(RunError, match="already holds a run"):
-        run(tiny_spec(run_dir), progress=False)
+        run(tiny_spec(run_dir), callbacks=[])
 
 
 def test_non_finite_loss_stops_with_iteration_and_seed_and_keeps_checkpoint(tmp_path):
@@ -207,7 +210,7 @@ def test_non_finite_loss_stops_with_iteration_and_seed_and_keeps_checkpoint(tmp_
         checkpoint_every=64,
     )
     with pytest.raises(RunError, match=r"non-finite .* iteration 7 .* seed 0.*iteration 6"):
-        run(spec, progress=False, tensorboard=False)
+        run(spec, callbacks=[])
     steps = [p.name for p in (tmp_path / "nan" / "checkpoints").iterdir() if p.name.isdigit()]
     assert max(map(int, steps)) == 6
 
@@ -228,3 +231,20 @@ class NaNRewardAfter(envs.Wrapper):
         obs, inner, reward, terminated, truncated, info = self.env.step(key, inner, action, params)
         reward = jnp.where(t >= 6 * 16, jnp.nan, reward)
         return obs, (inner, t + 1), reward, terminated, truncated, info
+
+
+def test_cli_bad_flags_give_one_line_and_describe_lists_every_field():
+    for flag, message in (
+        ("--config.learning_rat=0.1", "has no field 'learning_rat'. Did you mean 'learning_rate'"),
+        ("--total_timesteps=5000", "renamed --total_steps"),
+        ("--config.num_envs=4.5", "holds a int"),
+    ):
+        out, _ = cli(flag).communicate(timeout=120)
+        assert message in out, out
+        assert "Traceback" not in out and out.strip().count("\n") == 0, out
+    proc = cli("--agent=bc", "--describe")
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out
+    for field in bc.Config.__dataclass_fields__:
+        assert field in out, (field, out)
+

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(num_envs=4, num_steps=16, num_epochs=2, num_minibatches=2, num_eval_episodes=4)
 FLAGS = [
     "--num_seeds=2",
-    "--total_timesteps=384",
+    "--total_steps=384",
     "--eval_every=192",
     "--progress=false",
     "--tensorboard=false",
@@ -50,8 +50,8 @@ def test_two_processes_equal_one_process(tmp_path):
     one = json.loads((tmp_path / "single" / "summary.json").read_text())
     assert multi["devices"] == 2 and one["devices"] == 2
     np.testing.assert_allclose(
-        multi["final_eval_per_seed"]["deterministic_return"],
-        one["final_eval_per_seed"]["deterministic_return"],
+        multi["final_eval_per_seed"]["eval/deterministic_return"],
+        one["final_eval_per_seed"]["eval/deterministic_return"],
         rtol=1e-5,
     )
     rows = [

@@ -11,7 +11,7 @@ from rlzoo.core.hparams import vmap_axes
 
 pytestmark = pytest.mark.timeout(300)
 
-TINY = ppo.Config(num_envs=4, num_steps=16, num_epochs=2, num_minibatches=2, total_timesteps=192)
+TINY = ppo.Config(num_envs=4, num_steps=16, num_epochs=2, num_minibatches=2, total_steps=192)
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,9 @@ def test_two_learning_rates_in_one_program_equal_two_separate_runs(cartpole):
             swept_state.params,
             state.params,
         )
-        np.testing.assert_allclose(swept_metrics["loss"][i], metrics["loss"], rtol=2e-5, atol=2e-6)
+        np.testing.assert_allclose(
+            swept_metrics["loss/total"][i], metrics["loss/total"], rtol=2e-5, atol=2e-6
+        )
     # The two rates really trained different agents.
     first = jax.tree.leaves(swept_state.params)[0]
     assert not np.allclose(first[0], first[1])
@@ -49,25 +51,25 @@ def test_same_key_same_result_different_key_different_result(cartpole):
     a, metrics_a = train(keys)
     b, metrics_b = train(keys)
     jax.tree.map(np.testing.assert_array_equal, a.params, b.params)
-    np.testing.assert_array_equal(metrics_a["loss"], metrics_b["loss"])
+    np.testing.assert_array_equal(metrics_a["loss/total"], metrics_b["loss/total"])
     leaf = jax.tree.leaves(a.params)[0]
     assert not np.array_equal(leaf[0], leaf[1])
 
 
 def test_short_cartpole_run_clearly_learns(cartpole):
     env, params = cartpole
-    config = ppo.Config(total_timesteps=100_352, num_eval_episodes=16)
+    config = ppo.Config(total_steps=100_352, num_eval_episodes=16)
     agent = ppo.make_agent(config, env, params)
 
     @jax.jit
     @jax.vmap
     def train_and_evaluate(key):
         state, metrics = ppo.make_train(config, env, params)(key)
-        return agent.evaluate(state, jax.random.fold_in(key, 1)), metrics["episode_return"]
+        return agent.evaluate(state, jax.random.fold_in(key, 1)), metrics["rollout/episode_return"]
 
     evaluation, curve = train_and_evaluate(jax.random.split(jax.random.PRNGKey(1), 2))
     # A uniformly random CartPole policy lasts about 22 steps.
-    assert float(np.mean(evaluation["deterministic_return"])) > 150.0
+    assert float(np.mean(evaluation["eval/deterministic_return"])) > 150.0
     assert float(np.mean(curve[:, -10:])) > 2 * float(np.mean(curve[:, :5]))
 
 
@@ -84,11 +86,11 @@ def test_continuous_image_and_brax_envs_train_and_evaluate(env_id, overrides):
     config = ppo.default_config(env_id).replace(
         num_steps=overrides.pop("num_steps", 16), num_eval_episodes=2, **overrides
     )
-    config = config.replace(total_timesteps=2 * config.num_envs * config.num_steps)
+    config = config.replace(total_steps=2 * config.num_envs * config.num_steps)
     agent = ppo.make_agent(config, env, params)
     state, metrics = jax.jit(ppo.make_train(config, env, params))(jax.random.PRNGKey(0))
-    assert metrics["loss"].shape == (2,)
-    assert bool(np.all(metrics["finite"]))
+    assert metrics["loss/total"].shape == (2,)
+    assert all(bool(np.all(np.isfinite(v))) for v in metrics.values())
     evaluation = jax.jit(agent.evaluate)(state, jax.random.PRNGKey(1))
-    assert np.isfinite(evaluation["deterministic_return"])
-    assert evaluation["stochastic_length"] >= 1
+    assert np.isfinite(evaluation["eval/deterministic_return"])
+    assert evaluation["eval/stochastic_length"] >= 1

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from rlzoo.agents import ppo
+from rlzoo.launch.runner import RunSpec
 from rlzoo.sweep import expand, group_by_static, parse_sweep_flags, sweep
-from rlzoo.train import RunSpec
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -17,7 +17,7 @@ TINY = dict(
     num_epochs=2,
     num_minibatches=2,
     num_eval_episodes=4,
-    total_timesteps=4 * 64,
+    total_steps=4 * 64,
 )
 
 
@@ -31,7 +31,7 @@ def test_grid_and_static_groups():
             "--sweep.num_envs=4,8",
             "--sweep.hidden_sizes=(64,64),(32,)",
         ],
-        config,
+        ppo.Config,
     )
     assert rest == ["prog", "--num_seeds=2"]
     points = expand(dims, "grid", 0, 0, config)
@@ -45,7 +45,7 @@ def test_grid_and_static_groups():
 def test_random_search_samples_inside_ranges():
     config = ppo.Config()
     _, dims = parse_sweep_flags(
-        ["--sweep.learning_rate=loguniform(1e-4,1e-2)", "--sweep.clip_eps=0.1,0.2"], config
+        ["--sweep.learning_rate=loguniform(1e-4,1e-2)", "--sweep.clip_eps=0.1,0.2"], ppo.Config
     )
     points = expand(dims, "random", 50, 0, config)
     rates = np.array([p["learning_rate"] for p in points])
@@ -67,43 +67,40 @@ def test_random_search_samples_inside_ranges():
 )
 def test_bad_sweep_values_are_refused(flag, message):
     with pytest.raises(ValueError, match=message):
-        parse_sweep_flags([flag], ppo.Config())
+        parse_sweep_flags([flag], ppo.Config)
 
 
 def test_empty_sweep_and_grid_of_distributions_are_refused():
     config = ppo.Config()
     with pytest.raises(ValueError, match="nothing to sweep"):
         expand([], "grid", 0, 0, config)
-    _, dims = parse_sweep_flags(["--sweep.learning_rate=uniform(0.1,0.2)"], config)
+    _, dims = parse_sweep_flags(["--sweep.learning_rate=uniform(0.1,0.2)"], ppo.Config)
     with pytest.raises(ValueError, match="--search=random"):
         expand(dims, "grid", 0, 0, config)
 
 
 def test_sweep_trains_each_config_like_a_single_run(tmp_path):
-    base = RunSpec(num_seeds=2, config=TINY, run_dir=str(tmp_path / "sweep"), eval_every=128)
+    base = RunSpec(num_seeds=2, overrides=TINY, run_dir=str(tmp_path / "sweep"), eval_every=128)
     _, dims = parse_sweep_flags(["--sweep.learning_rate=1e-3,3e-2"], ppo.Config())
-    rows = sweep(
-        base, dims, "grid", 0, 0, "deterministic_return", progress=False, tensorboard=False
-    )
+    rows = sweep(base, dims, "grid", 0, 0, "eval/deterministic_return", callbacks=list)
     assert len(rows) == 2 and rows[0]["mean"] >= rows[1]["mean"]
     table = (tmp_path / "sweep" / "results.md").read_text()
     assert "learning_rate" in table and "0.03" in table
     saved = json.loads((tmp_path / "sweep" / "results.json").read_text())
     assert len(saved["rows"]) == 2
     # The swept point equals a single run with that learning rate and the same seeds.
-    from rlzoo.train import run
+    from rlzoo.launch.runner import run
 
     single = run(
         RunSpec(
             num_seeds=2,
-            config=dict(TINY, learning_rate=3e-2),
+            overrides=dict(TINY, learning_rate=3e-2),
             run_dir=str(tmp_path / "single"),
             eval_every=128,
         ),
-        progress=False,
-        tensorboard=False,
+        callbacks=[],
     )
     row = next(r for r in rows if r["config"]["learning_rate"] == 3e-2)
     np.testing.assert_allclose(
-        row["per_seed"], single["final_eval_per_seed"]["deterministic_return"], rtol=1e-4
+        row["per_seed"], single["final_eval_per_seed"]["eval/deterministic_return"], rtol=1e-4
     )

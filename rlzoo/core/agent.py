@@ -96,7 +96,9 @@ def check_data(agent_name: str, data_kind: str | None, data: PyTree) -> None:
         )
     if data_kind == "dataset":
         lengths = {
-            jax.tree_util.keystr(path): np.shape(leaf)[0] if np.ndim(leaf) else None
+            "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path): (
+                np.shape(leaf)[0] if np.ndim(leaf) else None
+            )
             for path, leaf in jax.tree_util.tree_leaves_with_path(data)
         }
         if not lengths:

@@ -104,7 +104,9 @@ def parse_value(config_cls: type, name: str, text: str, flag: str = "config") ->
     if isinstance(value, int) and not isinstance(value, bool) and isinstance(default, float):
         value = float(value)
     if not is_static(fields[name]) and not isinstance(value, float):
-        raise ValueError(f"--{flag}.{name}={text!r}: {name!r} is a traced float; give a number.")
+        raise ValueError(
+            f"--{flag}.{name}={text!r}: {name!r} is a traced float field, and that is not a number."
+        )
     if default is not None and not isinstance(value, type(default)):
         raise ValueError(
             f"--{flag}.{name}={text!r} is a {type(value).__name__}, but {name!r} holds a "

@@ -292,6 +292,8 @@ def compile_programs(
 
 
 def check_memory(chunk_fns: dict[int, Any], placement: Placement) -> None:
+    if not chunk_fns:  # a resumed run that had already finished trains nothing
+        return
     needed = device_lib.compiled_bytes(chunk_fns[max(chunk_fns)])
     local = [d for d in placement.mesh.devices.ravel() if d.process_index == jax.process_index()]
     available = device_lib.device_memory_bytes(local[0])
