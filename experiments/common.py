@@ -47,11 +47,17 @@ def versions() -> dict:
     return out
 
 
+def script_path() -> str:
+    path = Path(sys.argv[0]).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 def record(name: str, data: dict) -> Path:
     """Write ``experiments/results/<name>.json`` with the command, machine and date."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     payload = {
-        "command": shlex.join(["python", *sys.argv]),
+        # The script as seen from the repository root, wherever it was started from.
+        "command": shlex.join(["python", script_path(), *sys.argv[1:]]),
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": machine(),
         "versions": versions(),

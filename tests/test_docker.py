@@ -111,8 +111,8 @@ def test_structure(name):
 
 
 def test_main_job_flags_exist():
-    # Every flag in the image's command is defined by the launcher (read, not imported: no JAX).
-    source = (ROOT / "rlzoo" / "train.py").read_text()
+    # Every flag in the image's command is defined by the launcher CLI (read, not imported: no JAX).
+    source = (ROOT / "rlzoo" / "cli.py").read_text()
     defined = set(re.findall(r"flags\.DEFINE_\w+\(\s*\"(\w+)\"", source))
     for arg in MAIN_JOB[3:]:
         assert arg[2:].split("=", 1)[0] in defined, arg

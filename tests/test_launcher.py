@@ -247,4 +247,3 @@ def test_cli_bad_flags_give_one_line_and_describe_lists_every_field():
     assert proc.returncode == 0, out
     for field in bc.Config.__dataclass_fields__:
         assert field in out, (field, out)
-

@@ -26,7 +26,7 @@ from flax import struct
 from rlzoo.core.agent import Agent
 from rlzoo.core.agent import make_train as make_train_from_agent
 from rlzoo.core.batching import sample_minibatch
-from rlzoo.core.evaluation import EVAL_METRICS, episode_limit, evaluate_policy
+from rlzoo.core.evaluation import EVAL_METRICS, episode_evaluator
 from rlzoo.core.hparams import static, traced
 from rlzoo.envs import (
     Box,
@@ -197,7 +197,6 @@ def make_agent(config: Config, env: Environment, env_params: Any = None) -> Agen
     acting_env = env if discrete else ClipAction(env)
     obs_shape = tuple(env.observation_space(env_params).shape)
     bound_act = functools.partial(act, network)
-    max_eval_steps = episode_limit(env, env_params)
 
     def init(key: jax.Array, cfg: Config = config, data: Any = None) -> TrainState:
         check_dataset(data, env, env_params)
@@ -217,22 +216,12 @@ def make_agent(config: Config, env: Environment, env_params: Any = None) -> Agen
             config=cfg,
         )
 
-    def evaluate(state: TrainState, key: jax.Array, data: Any = None) -> dict[str, jax.Array]:
-        del data
-        return evaluate_policy(
-            bound_act,
-            policy_params(state),
-            key,
-            acting_env,
-            env_params,
-            config.num_eval_episodes,
-            max_eval_steps,
-        )
-
     return Agent(
         init=init,
         update=functools.partial(update, network),
-        evaluate=evaluate,
+        evaluate=episode_evaluator(
+            bound_act, policy_params, acting_env, env_params, config.num_eval_episodes
+        ),
         act=bound_act,
         policy_params=policy_params,
         num_iterations=config.total_steps // config.updates_per_iteration,

@@ -27,7 +27,7 @@ from rlzoo.core.advantages import gae
 from rlzoo.core.agent import Agent
 from rlzoo.core.agent import make_train as make_train_from_agent
 from rlzoo.core.batching import shuffled_minibatches
-from rlzoo.core.evaluation import EVAL_METRICS, episode_limit, evaluate_policy
+from rlzoo.core.evaluation import EVAL_METRICS, episode_evaluator
 from rlzoo.core.hparams import static, traced
 from rlzoo.core.reductions import standardize
 from rlzoo.envs import (
@@ -408,7 +408,6 @@ def make_agent(config: Config, env: Environment, env_params: Any = None) -> Agen
         train_env = NormalizeReward(train_env, gamma=config.gamma)
     num_iterations = config.total_steps // (config.num_envs * config.num_steps)
     bound_act = functools.partial(act, network)
-    max_eval_steps = episode_limit(env, env_params)
 
     def init(key: jax.Array, cfg: Config = config, data: Any = None) -> TrainState:
         del data
@@ -425,22 +424,12 @@ def make_agent(config: Config, env: Environment, env_params: Any = None) -> Agen
             config=cfg,
         )
 
-    def evaluate(state: TrainState, key: jax.Array, data: Any = None) -> dict[str, jax.Array]:
-        del data
-        return evaluate_policy(
-            bound_act,
-            policy_params(state),
-            key,
-            acting_env,
-            env_params,
-            config.num_eval_episodes,
-            max_eval_steps,
-        )
-
     return Agent(
         init=init,
         update=functools.partial(update, network, train_env, env_params, num_iterations),
-        evaluate=evaluate,
+        evaluate=episode_evaluator(
+            bound_act, policy_params, acting_env, env_params, config.num_eval_episodes
+        ),
         act=bound_act,
         policy_params=policy_params,
         num_iterations=num_iterations,

@@ -110,3 +110,21 @@ def evaluate_policy(
         results[f"eval/{mode}_return"] = episodes["return"].mean()
         results[f"eval/{mode}_length"] = episodes["length"].astype(jnp.float32).mean()
     return results
+
+
+def episode_evaluator(
+    act: Act,
+    policy_params: Callable[[Any], Any],
+    env: Environment,
+    env_params: Any,
+    num_episodes: int,
+) -> Callable[[Any, jax.Array, Any], dict[str, jax.Array]]:
+    """An agent's ``evaluate(state, key, data)``: :func:`evaluate_policy` on its policy."""
+    max_steps = episode_limit(env, env_params)
+
+    def evaluate(state: Any, key: jax.Array, data: Any = None) -> dict[str, jax.Array]:
+        del data  # episodic evaluation reads only the policy
+        params = policy_params(state)
+        return evaluate_policy(act, params, key, env, env_params, num_episodes, max_steps)
+
+    return evaluate
