@@ -19,7 +19,7 @@ from rlzoo import agents
 from rlzoo.core import hparams
 from rlzoo.launch import devices as device_lib
 from rlzoo.launch.configs import describe_config
-from rlzoo.launch.runner import RunError, RunSpec
+from rlzoo.launch.runner import Interrupted, RunError, RunSpec
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("agent", "ppo", f"Agent: one of {', '.join(agents.AGENTS)}.")
@@ -28,8 +28,8 @@ flags.DEFINE_string("dataset", "", "Dataset (.npz) for agents that learn from da
 flags.DEFINE_integer("num_seeds", 8, "Independent agents trained in one program.")
 flags.DEFINE_integer("seed", 0, "Base seed; seed i of the run uses split(PRNGKey(seed))[i].")
 flags.DEFINE_integer(
-    "total_steps", 0, "Budget per seed in the agent's step unit (PPO: env steps; BC: "
-    "gradient steps); 0 keeps the config's total_steps.",
+    "total_steps", None, "Budget per seed in the agent's step unit (PPO: env steps; BC: "
+    "gradient steps); default: the config's total_steps.",
 )  # fmt: skip
 flags.DEFINE_string("run_dir", "", "Run directory; default runs/<agent>-<env>-<time>.")
 flags.DEFINE_integer("eval_every", 0, "Agent steps between evaluations; 0: ten per run.")
@@ -59,6 +59,12 @@ RENAMED = {
     "total_timesteps": "--total_timesteps was renamed --total_steps (it counts the agent's step "
     "unit: env steps for PPO, gradient steps for BC); the Config field is total_steps too.",
 }
+
+
+def fail(program: str, error: Exception) -> None:
+    """A user's mistake: one line on stderr and exit status 2 (a usage error), no traceback."""
+    print(f"{program}: error: {error}", file=sys.stderr)
+    sys.exit(2)
 
 
 def flag_value(argv: list[str], name: str, default: str) -> str:
@@ -126,13 +132,13 @@ def start_process(program: str) -> None:
                 FLAGS.coordinator_timeout,
             )
         except RuntimeError as error:
-            sys.exit(f"{program}: error: {error}")
+            fail(program, error)
 
 
 def spec_from_flags(overrides: dict[str, Any], kind: str = "") -> RunSpec:
     """The run the command line asks for (``kind`` prefixes the default run directory)."""
     overrides = dict(overrides)
-    if FLAGS.total_steps:
+    if FLAGS.total_steps is not None:  # an explicit 0 is refused by the agent, not ignored
         overrides["total_steps"] = FLAGS.total_steps
     run_dir = FLAGS.run_dir or time.strftime(
         f"runs/{kind}{FLAGS.agent}-{FLAGS.env.replace('/', '_')}-%Y%m%d-%H%M%S"
@@ -177,7 +183,7 @@ def entry(
         if extra is not None:
             argv = extra(argv, agent_module.Config)
     except ValueError as error:
-        sys.exit(f"{program}: error: {error}")
+        fail(program, error)
 
     def absl_main(argv: list[str]) -> None:
         del argv
@@ -187,7 +193,17 @@ def entry(
         start_process(program)
         try:
             main(spec_from_flags(overrides, kind))
+        except Interrupted as stopped:  # SIGINT / SIGTERM: checkpointed, not a mistake
+            print(f"{program}: stopped: {stopped}", file=sys.stderr)
+            sys.exit(130)
         except (RunError, ValueError) as error:
-            sys.exit(f"{program}: error: {error}")
+            fail(program, error)
+        except KeyboardInterrupt:  # before training started (building, compiling)
+            print(
+                f"{program}: interrupted before training began; rerun the command, or "
+                "add --resume to restart it in the same --run_dir",
+                file=sys.stderr,
+            )
+            sys.exit(130)
 
     app.run(absl_main, argv=argv)

@@ -247,3 +247,68 @@ def test_cli_bad_flags_give_one_line_and_describe_lists_every_field():
     assert proc.returncode == 0, out
     for field in bc.Config.__dataclass_fields__:
         assert field in out, (field, out)
+
+
+def wait_for(path_test, timeout=300):
+    deadline = time.time() + timeout
+    while time.time() < deadline and not path_test():
+        time.sleep(0.02)
+    assert path_test(), "timed out waiting for the run"
+
+
+def test_sigterm_checkpoints_and_resume_equals_uninterrupted_run(tmp_path):
+    flags = [
+        "--num_seeds=2",
+        "--total_steps=7680",
+        "--eval_every=640",
+        *[f"--config.{k}={v}" for k, v in TINY.items()],
+    ]
+    whole = cli(*flags, f"--run_dir={tmp_path / 'whole'}")
+    stopped = cli(*flags, f"--run_dir={tmp_path / 'stopped'}")
+    log = tmp_path / "stopped" / "metrics.jsonl"
+    wait_for(lambda: log.exists() and log.stat().st_size > 0)
+    stopped.send_signal(signal.SIGTERM)
+    out, _ = stopped.communicate(timeout=300)
+    assert stopped.returncode == 130, out
+    assert "SIGTERM at iteration" in out and "--resume" in out and "Traceback" not in out
+    assert not (tmp_path / "stopped" / "summary.json").exists(), "run ended before the signal"
+    resumed = cli("--resume", f"--run_dir={tmp_path / 'stopped'}")
+    out_resumed, _ = resumed.communicate(timeout=300)
+    out_whole, _ = whole.communicate(timeout=300)
+    assert resumed.returncode == 0 and whole.returncode == 0, out_resumed + out_whole
+    a = json.loads((tmp_path / "stopped" / "summary.json").read_text())
+    b = json.loads((tmp_path / "whole" / "summary.json").read_text())
+    assert a["final_eval_per_seed"] == b["final_eval_per_seed"]
+
+
+def test_run_killed_before_its_first_checkpoint_resumes(tmp_path):
+    flags = ["--num_seeds=2", "--total_steps=640", *[f"--config.{k}={v}" for k, v in TINY.items()]]
+    killed = cli(*flags, f"--run_dir={tmp_path / 'early'}")
+    wait_for(lambda: (tmp_path / "early" / "config.json").exists())
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    resumed = cli("--resume", f"--run_dir={tmp_path / 'early'}")
+    out, _ = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, out
+    assert (tmp_path / "early" / "summary.json").exists()
+
+
+@pytest.mark.parametrize(
+    "flag,message",
+    [
+        ("--config.learning_rate=-1", "learning_rate must be a finite number > 0"),
+        ("--config.learning_rate=nan", "learning_rate must be a finite number > 0"),
+        ("--config.clip_eps=0", "clip_eps must be a finite number > 0"),
+        ("--config.gamma=1.5", r"gamma must lie in \(0, 1\]"),
+        ("--config.hidden_sizes=()", "hidden_sizes needs at least one layer"),
+        ("--total_steps=0", "total_steps = 0 is less than one iteration"),
+    ],
+)
+def test_bad_config_values_are_refused(tmp_path, flag, message):
+    name, _, text = flag[2:].partition("=")
+    if name.startswith("config."):
+        overrides = {name[7:]: hparams.parse_value(ppo.Config, name[7:], text)}
+    else:
+        overrides = {"total_steps": int(text)}
+    with pytest.raises(ValueError, match=message):
+        run(RunSpec(overrides=overrides, run_dir=str(tmp_path / "r")), callbacks=[])

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
+from rlzoo.core import hparams
 from rlzoo.core.agent import Agent
 from rlzoo.core.agent import make_train as make_train_from_agent
 from rlzoo.core.batching import sample_minibatch
@@ -89,6 +90,8 @@ class TrainState:
 
 
 def check_config(config: Config) -> None:
+    hparams.check_positive(config, "learning_rate", "max_grad_norm")
+    hparams.check_layer_sizes(config, "hidden_sizes")
     for name in ("updates_per_iteration", "batch_size", "num_eval_episodes"):
         if getattr(config, name) < 1:
             raise ValueError(f"{name} must be >= 1, got {getattr(config, name)}")

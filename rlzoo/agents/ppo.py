@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from rlzoo.core import losses
+from rlzoo.core import hparams, losses
 from rlzoo.core.advantages import gae
 from rlzoo.core.agent import Agent
 from rlzoo.core.agent import make_train as make_train_from_agent
@@ -187,7 +187,12 @@ class LearnBatch:
 
 
 def check_config(config: Config) -> None:
-    """Refuse configs whose shapes do not fit, naming the numbers that disagree."""
+    """Refuse configs whose values or shapes do not fit, naming the numbers that disagree."""
+    hparams.check_positive(config, "learning_rate", "clip_eps", "vf_clip_eps", "max_grad_norm")
+    hparams.check_positive(config, "adam_eps", "reward_scale")
+    hparams.check_within(config, "gamma", 0.0, 1.0, low_open=True)
+    hparams.check_within(config, "gae_lambda", 0.0, 1.0)
+    hparams.check_layer_sizes(config, "hidden_sizes", "value_hidden_sizes")
     for name in ("num_envs", "num_steps", "num_epochs", "num_minibatches", "num_eval_episodes"):
         if getattr(config, name) < 1:
             raise ValueError(f"{name} must be >= 1, got {getattr(config, name)}")

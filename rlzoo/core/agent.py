@@ -83,7 +83,10 @@ class Agent:
 
 
 def check_data(agent_name: str, data_kind: str | None, data: PyTree) -> None:
-    """Refuse data that the agent cannot take, in one line that names the fix."""
+    """Refuse data that the agent cannot take, in one line that names the fix.
+
+    ``data`` may also be the source path of data not yet read (only its presence is checked).
+    """
     if data_kind is None and data is not None:
         raise ValueError(
             f"agent {agent_name!r} takes no data, but data was given; drop --dataset "
@@ -94,7 +97,7 @@ def check_data(agent_name: str, data_kind: str | None, data: PyTree) -> None:
             f"agent {agent_name!r} needs data ({data_kind}); pass --dataset=PATH "
             "(or data=... to rlzoo.launch.runner.run)."
         )
-    if data_kind == "dataset":
+    if data_kind == "dataset" and not isinstance(data, str):
         lengths = {
             "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path): (
                 np.shape(leaf)[0] if np.ndim(leaf) else None

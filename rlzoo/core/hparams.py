@@ -96,7 +96,7 @@ def parse_value(config_cls: type, name: str, text: str, flag: str = "config") ->
             return False
         raise ValueError(f"--{flag}.{name}={text!r}: {name!r} is a bool; use true or false.")
     try:
-        value = ast.literal_eval(text)
+        value = float(text) if text.lower() in ("nan", "inf", "-inf") else ast.literal_eval(text)
     except (ValueError, SyntaxError):
         value = text  # a bare word: a string field such as activation=relu
     if isinstance(value, list):
@@ -106,6 +106,10 @@ def parse_value(config_cls: type, name: str, text: str, flag: str = "config") ->
     if not is_static(fields[name]) and not isinstance(value, float):
         raise ValueError(
             f"--{flag}.{name}={text!r}: {name!r} is a traced float field, and that is not a number."
+        )
+    if isinstance(default, tuple) and isinstance(value, int | float):
+        raise ValueError(
+            f"--{flag}.{name}={text!r}: {name!r} holds a tuple; write one, e.g. ({text},)."
         )
     if default is not None and not isinstance(value, type(default)):
         raise ValueError(
@@ -171,3 +175,28 @@ def stack_points(config: Any, points: list[dict[str, Any]], repeats: int) -> Any
         # numpy, not device arrays: every process of a multi-host job holds the same values.
         values[name] = np.repeat(np.asarray(column, np.float32), repeats)
     return config.replace(**values)
+
+
+def check_positive(config: Any, *names: str) -> None:
+    """Refuse fields that are not finite numbers > 0 (a NaN fails too), naming the field."""
+    for name in names:
+        value = np.asarray(getattr(config, name), np.float64)
+        if not np.all(np.isfinite(value) & (value > 0)):
+            raise ValueError(f"{name} must be a finite number > 0, got {getattr(config, name)}")
+
+
+def check_within(config: Any, name: str, low: float, high: float, low_open: bool = False) -> None:
+    """Refuse a field outside ``[low, high]`` (``(low, high]`` with ``low_open``)."""
+    value = np.asarray(getattr(config, name), np.float64)
+    above = value > low if low_open else value >= low
+    if not np.all(above & (value <= high)):
+        interval = f"{'(' if low_open else '['}{low:g}, {high:g}]"
+        raise ValueError(f"{name} must lie in {interval}, got {getattr(config, name)}")
+
+
+def check_layer_sizes(config: Any, *names: str) -> None:
+    """Refuse empty or non-positive layer-size tuples."""
+    for name in names:
+        sizes = getattr(config, name)
+        if sizes is not None and (len(sizes) == 0 or any(int(s) < 1 for s in sizes)):
+            raise ValueError(f"{name} needs at least one layer of size >= 1, got {sizes!r}")

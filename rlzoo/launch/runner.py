@@ -16,8 +16,11 @@ The run directory holds ``config.json`` (the spec and the resolved config, once)
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
+import signal
+import threading
 import time
 from pathlib import Path
 from types import ModuleType
@@ -68,6 +71,10 @@ class RunSpec:
 
 class RunError(RuntimeError):
     """A run stopped for a reason the user must act on (the message says what)."""
+
+
+class Interrupted(RunError):
+    """SIGINT or SIGTERM arrived; the run checkpointed at a chunk boundary and stopped."""
 
 
 class BatchTooLarge(RunError):
@@ -156,6 +163,7 @@ def build(spec: RunSpec, stored: dict[str, Any] | None, data: Any) -> Setup:
     env, env_params = envs.make(spec.env, **spec.env_kwargs)
     agent = agent_module.make_agent(config, env, env_params)
     if data is None and spec.dataset:
+        check_data(spec.agent, agent.data_kind, spec.dataset)  # before reading the file
         data = load_dataset(spec.dataset)
     check_data(spec.agent, agent.data_kind, data)
     data_record = None
@@ -246,8 +254,8 @@ def init_state(
     if not resume:
         return init(*args), 0
     latest = checkpointer.latest_iteration()
-    if latest is None:
-        raise RunError(f"--resume: no checkpoint in {checkpointer.directory}; nothing to resume.")
+    if latest is None:  # killed before its first checkpoint: start it again from the spec
+        return init(*args), 0
     abstract = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=placement.sharding),
         jax.eval_shape(init, *args),
@@ -434,10 +442,11 @@ def run(
     try:
         for callback in callbacks:
             callback.on_start(info)
-        results, timings = train_chunks(
-            spec, setup, placement, plan, state, iteration, chunk_fns, evaluate,
-            checkpointer, log, callbacks,
-        )  # fmt: skip
+        with deferred_signals() as received:
+            results, timings = train_chunks(
+                spec, setup, placement, plan, state, iteration, chunk_fns, evaluate,
+                checkpointer, log, callbacks, received,
+            )  # fmt: skip
         timings = {
             "compile_seconds": compile_seconds,
             **timings,
@@ -462,6 +471,28 @@ def run(
     return summary
 
 
+@contextlib.contextmanager
+def deferred_signals():
+    """Catch SIGINT and SIGTERM (preemption) and record them, so the loop can checkpoint.
+
+    Yields a list that holds the names of the signals received. A second signal while the
+    first is being handled is recorded too; the previous handlers come back on exit.
+    Outside the main thread (where Python cannot install handlers) nothing is caught.
+    """
+    received: list[str] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in previous:
+        signal.signal(sig, lambda number, frame: received.append(signal.Signals(number).name))
+    try:
+        yield received
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def train_chunks(
     spec: RunSpec,
     setup: Setup,
@@ -474,8 +505,13 @@ def train_chunks(
     checkpointer: Checkpointer,
     log: MetricsLog,
     callbacks: list[Callback],
+    received: list[str],
 ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
-    """The training loop: chunks of updates; evaluate, log and checkpoint in between."""
+    """The training loop: chunks of updates; evaluate, log and checkpoint in between.
+
+    ``received`` fills with signal names (``deferred_signals``): the loop then checkpoints
+    at the end of the chunk and stops with :class:`Interrupted`.
+    """
     agent, n = setup.agent, spec.num_seeds
     eval_key = jax.random.fold_in(jax.random.PRNGKey(spec.seed), 1_000_003)
     repeats = placement.num_agents // n
@@ -527,6 +563,14 @@ def train_chunks(
             last_good = iteration
         eval_seconds += t1 - t0
         checkpoint_seconds += time.perf_counter() - t1
+        if received and not done:
+            if last_good != iteration:
+                checkpointer.save(iteration, state, {"iteration": iteration})
+            checkpointer.close()
+            raise Interrupted(
+                f"{received[0]} at iteration {iteration} of {agent.num_iterations}; saved a "
+                f"checkpoint. Continue with --resume --run_dir={spec.run_dir}"
+            )
     train_seconds = time.perf_counter() - train_start
     if results is None:  # resumed a run that had already finished
         results = run_evaluation(state, iteration)
