@@ -140,8 +140,9 @@ def spec_from_flags(overrides: dict[str, Any], kind: str = "") -> RunSpec:
     overrides = dict(overrides)
     if FLAGS.total_steps is not None:  # an explicit 0 is refused by the agent, not ignored
         overrides["total_steps"] = FLAGS.total_steps
+    # The pid keeps two launches in the same second apart.
     run_dir = FLAGS.run_dir or time.strftime(
-        f"runs/{kind}{FLAGS.agent}-{FLAGS.env.replace('/', '_')}-%Y%m%d-%H%M%S"
+        f"runs/{kind}{FLAGS.agent}-{FLAGS.env.replace('/', '_')}-%Y%m%d-%H%M%S-{os.getpid()}"
     )
     return RunSpec(
         agent=FLAGS.agent,

@@ -312,3 +312,54 @@ def test_bad_config_values_are_refused(tmp_path, flag, message):
         overrides = {"total_steps": int(text)}
     with pytest.raises(ValueError, match=message):
         run(RunSpec(overrides=overrides, run_dir=str(tmp_path / "r")), callbacks=[])
+
+
+def test_run_directory_lock_refuses_a_live_owner_and_takes_over_a_stale_one(tmp_path):
+    from rlzoo.launch.files import RunDirInUse, RunLock
+
+    first = RunLock(tmp_path)
+    first.acquire()
+    with pytest.raises(RunDirInUse, match=f"in use by process {os.getpid()}"):
+        RunLock(tmp_path).acquire()
+    first.release()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / ".lock").write_text(json.dumps({"host": os.uname().nodename, "pid": dead.pid}))
+    taker = RunLock(tmp_path)
+    taker.acquire()  # the owner is gone: stale, taken over
+    assert json.loads((tmp_path / ".lock").read_text())["pid"] == os.getpid()
+    taker.release()
+    assert not (tmp_path / ".lock").exists()
+
+
+def test_metrics_log_keeps_rows_after_a_cut_line(tmp_path):
+    log = MetricsLog(tmp_path / "metrics.jsonl")
+    log.append([{"iteration": 1, "seed": 0}])
+    with open(tmp_path / "metrics.jsonl", "a") as f:
+        f.write('{"iteration": 2, "se')  # a crash mid-write
+    log.append([{"iteration": 2, "seed": 0}, {"iteration": 3, "seed": 0}])
+    assert [r["iteration"] for r in log.read()] == [1, 2, 3]
+
+
+@pytest.mark.parametrize(
+    "env_id,kwargs,message",
+    [
+        ("gymnax/CartPole-v1", {"foo": 1}, "does not take env option.*accepts: none"),
+        ("gymnax/Breakout-MinAtar", {"foo": 1}, "accepts: use_minimal_action_set"),
+    ],
+)
+def test_unknown_env_kwargs_list_the_accepted_ones(env_id, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        envs.make(env_id, **kwargs)
+
+
+def test_unwritable_run_directory_is_one_clear_error(tmp_path):
+    if os.geteuid() == 0:
+        # root writes anywhere; a path under a regular file cannot be made by anyone
+        (tmp_path / "file").write_text("")
+        target = tmp_path / "file" / "run"
+    else:
+        (tmp_path / "ro").mkdir(mode=0o500)
+        target = tmp_path / "ro" / "run"
+    with pytest.raises(RunError, match="cannot create the run directory"):
+        run(tiny_spec(target), callbacks=[])

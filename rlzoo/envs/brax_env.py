@@ -68,6 +68,16 @@ class BraxEnv(Environment):
             env = brax_envs.get_environment(name, backend=backend, **brax_kwargs)
         except ValueError as err:
             raise ValueError(f"brax/{name} with backend={backend!r}: {err}") from err
+        except TypeError as err:  # an option the Brax env's constructor does not take
+            import inspect
+
+            parameters = inspect.signature(brax_envs._envs[name].__init__).parameters.values()
+            accepted = ["backend", "episode_length", "action_repeat"]
+            accepted += [p.name for p in parameters if p.name not in ["self", "kwargs", *accepted]]
+            raise ValueError(
+                f"brax/{name} does not take env option(s) {sorted(brax_kwargs)} ({err}); it "
+                f"accepts: {', '.join(accepted)}."
+            ) from err
         self.name = name
         self.id = f"brax/{name}"
         self.backend = backend

@@ -86,6 +86,14 @@ def _convert_space(space: gspaces.Space, what: str, name: str) -> Space:
     )
 
 
+def _constructor_options(cls: type) -> list[str]:
+    """Keyword options a class's constructor takes (for error messages)."""
+    import inspect
+
+    parameters = inspect.signature(cls.__init__).parameters.values()
+    return [p.name for p in parameters if p.name != "self" and p.kind is not p.VAR_KEYWORD]
+
+
 class GymnaxEnv(Environment):
     """A gymnax 1.x environment behind rlzoo's interface; ``id`` is ``gymnax/<name>``."""
 
@@ -94,6 +102,12 @@ class GymnaxEnv(Environment):
             raise ValueError(f"unknown gymnax env {name!r}; known: {list(gymnax.registered_envs)}")
         try:
             env, params = gymnax.make(name, **gymnax_kwargs)
+        except TypeError as err:  # an option the env's constructor does not take
+            accepted = _constructor_options(type(gymnax.make(name)[0]))
+            raise ValueError(
+                f"gymnax/{name} does not take env option(s) {sorted(gymnax_kwargs)} ({err}); "
+                f"it accepts: {', '.join(accepted) or 'none'}."
+            ) from err
         except OSError as err:  # URLError is an OSError: MNIST download without network
             raise RuntimeError(
                 f"gymnax/{name} could not be constructed: {err}. MNISTBandit-bsuite downloads "

@@ -48,7 +48,8 @@ def read_json(path: str | Path) -> Any:
 class MetricsLog:
     """``metrics.jsonl``: one JSON object per logged iteration and seed, appended.
 
-    Each batch of lines is appended with one write and fsynced. On resume,
+    Each batch of lines is appended with one write and fsynced. A line cut by a crash is
+    skipped when reading and never joins the next row. On resume,
     :meth:`truncate_after` drops lines past the checkpoint (atomically), so a resumed
     run's log equals an uninterrupted run's.
     """
@@ -61,8 +62,15 @@ class MetricsLog:
         if not rows or not self.writable:
             return
         text = "".join(json.dumps(_jsonable(r), sort_keys=True) + "\n" for r in rows)
-        with open(self.path, "a") as f:
-            f.write(text)
+        with open(self.path, "a+b") as f:
+            # A crash mid-write can leave a cut last line: end it, so the new rows start
+            # on a line of their own.
+            f.seek(0, os.SEEK_END)
+            if f.tell():
+                f.seek(-1, os.SEEK_END)
+                if f.read(1) != b"\n":
+                    text = "\n" + text
+            f.write(text.encode())
             f.flush()
             os.fsync(f.fileno())
 
@@ -73,9 +81,11 @@ class MetricsLog:
         with open(self.path) as f:
             for line in f:
                 try:
-                    rows.append(json.loads(line))
+                    row = json.loads(line)
                 except json.JSONDecodeError:
-                    break  # a line cut by a crash ends the usable log
+                    continue  # a line cut by a crash; the rows after it still count
+                if isinstance(row, dict):
+                    rows.append(row)
         return rows
 
     def truncate_after(self, iteration: int) -> None:
@@ -83,3 +93,65 @@ class MetricsLog:
             return
         kept = [r for r in self.read() if r["iteration"] <= iteration]
         write_atomic(self.path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
+
+
+class RunDirInUse(RuntimeError):
+    """Another live process holds the run directory's lock."""
+
+
+class RunLock:
+    """``<run_dir>/.lock``: one writer per run directory.
+
+    The file holds the owner's host and pid. A lock whose process is gone (same host, pid
+    not running) or that names no owner is stale and taken over; a live one is refused
+    with its owner named.
+    """
+
+    def __init__(self, run_dir: str | Path):
+        self.path = Path(run_dir) / ".lock"
+        self.held = False
+
+    def acquire(self) -> None:
+        import socket
+
+        host, pid = socket.gethostname(), os.getpid()
+        while True:
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                owner = self._owner()
+                # Stale: its process is gone, or it died before writing its name.
+                if owner is None or (owner[0] == host and not _alive(owner[1])):
+                    self.path.unlink(missing_ok=True)
+                    continue
+                who = f"process {owner[1]} on {owner[0]}" if owner else "another process"
+                raise RunDirInUse(
+                    f"{self.path.parent} is in use by {who}; wait for it to finish, stop it, "
+                    f"or delete {self.path} if that process is gone."
+                ) from None
+            with os.fdopen(fd, "w") as f:
+                f.write(json.dumps({"host": host, "pid": pid}))
+            self.held = True
+            return
+
+    def _owner(self) -> tuple[str, int] | None:
+        try:
+            data = json.loads(self.path.read_text())
+            return str(data["host"]), int(data["pid"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def release(self) -> None:
+        if self.held:
+            self.path.unlink(missing_ok=True)
+            self.held = False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True

@@ -39,7 +39,7 @@ from rlzoo.launch import devices as device_lib
 from rlzoo.launch.callbacks import Callback, RunInfo, default_callbacks
 from rlzoo.launch.checkpoints import Checkpointer
 from rlzoo.launch.configs import resolve_config
-from rlzoo.launch.files import MetricsLog, read_json, write_json
+from rlzoo.launch.files import MetricsLog, RunDirInUse, RunLock, read_json, write_json
 
 FORMAT = 2  # of config.json, summary.json and checkpoints; 1 was rlzoo 0.1.0's
 
@@ -388,8 +388,38 @@ def run(
     """Train ``num_seeds`` (x sweep points) agents in one program; returns the summary.
 
     ``data`` (an in-memory pytree) takes the place of ``spec.dataset``. ``callbacks``
-    default to a progress bar and TensorBoard (``rlzoo.launch.callbacks``).
+    default to a progress bar and TensorBoard (``rlzoo.launch.callbacks``). The run
+    directory is locked for the run (one writer); an unwritable one is a ``RunError``.
     """
+    run_dir = Path(spec.run_dir)
+    lock = RunLock(run_dir)
+    try:
+        if not resume:
+            try:
+                run_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise RunError(
+                    f"cannot create the run directory {run_dir} ({error}); choose a --run_dir "
+                    "you can write to."
+                ) from error
+        if jax.process_index() == 0 and run_dir.is_dir():
+            lock.acquire()
+        return train_run(spec, resume, data, callbacks)
+    except RunDirInUse as error:
+        raise RunError(str(error)) from error
+    except PermissionError as error:
+        raise RunError(
+            f"cannot write to the run directory {run_dir} ({error}); choose a --run_dir "
+            "you can write to."
+        ) from error
+    finally:
+        lock.release()
+
+
+def train_run(
+    spec: RunSpec, resume: bool, data: Any, callbacks: list[Callback] | None
+) -> dict[str, Any]:
+    """:func:`run` inside its lock: the named steps, one after another."""
     start_time = time.perf_counter()
     spec, stored = open_run_dir(spec, resume)
     setup = build(spec, stored, data)
