@@ -135,6 +135,21 @@ def start_process(program: str) -> None:
             fail(program, error)
 
 
+# Flags that are fields of RunSpec (what a resumed run compares with the stored spec).
+SPEC_FLAGS = (
+    "agent", "env", "env_kwargs", "dataset", "num_seeds", "seed", "eval_every",
+    "checkpoint_every", "num_devices", "max_to_keep",
+)  # fmt: skip
+
+
+def resume_changes(spec: RunSpec) -> dict[str, Any]:
+    """What the command line sets explicitly, for ``run(..., changes=...)`` on --resume."""
+    changes = {name: getattr(spec, name) for name in SPEC_FLAGS if FLAGS[name].present}
+    if spec.overrides:
+        changes["overrides"] = spec.overrides
+    return changes
+
+
 def spec_from_flags(overrides: dict[str, Any], kind: str = "") -> RunSpec:
     """The run the command line asks for (``kind`` prefixes the default run directory)."""
     overrides = dict(overrides)

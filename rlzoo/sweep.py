@@ -170,10 +170,12 @@ def results_table(rows: list[dict], metric: str) -> str:
     for rank, r in enumerate(rows, 1):
         values = " | ".join(f"{r['config'].get(n, '')}" for n in names)
         low, high = r["ci95"]
-        lines.append(
-            f"| {rank} | {values} | {r['mean']:.2f} | {r['iqm']:.2f} | [{low:.2f}, {high:.2f}] "
-            f"| {r['seeds']} | {r['run_dir']} |"
-        )
+        if r.get("diverged"):
+            where = r["diverged"]
+            scores = f"diverged at iteration {where['iteration']} (seed {where['seed']}) | | "
+        else:
+            scores = f"{r['mean']:.2f} | {r['iqm']:.2f} | [{low:.2f}, {high:.2f}] "
+        lines.append(f"| {rank} | {values} | {scores}| {r['seeds']} | {r['run_dir']} |")
     return f"Ranked by final `{metric}`.\n\n" + "\n".join(lines) + "\n"
 
 
@@ -219,12 +221,14 @@ def sweep(
                     {
                         "config": {**fixed, **entry["config"]},
                         **seed_summary(scores),
+                        "diverged": entry["diverged"],  # None, or where it went non-finite
                         "seeds": seeds,
                         "per_seed": scores.tolist(),
                         "run_dir": str(Path(summary["run_dir"]).relative_to(root)),
                     }
                 )
-    rows.sort(key=lambda r: -r["mean"])
+    # Best first; diverged points (and any non-finite mean) last.
+    rows.sort(key=lambda r: (r["diverged"] is not None or not np.isfinite(r["mean"]), -r["mean"]))
     write_json(
         root / "results.json",
         {"metric": metric, "rows": rows, "wall_seconds": time.perf_counter() - start},

@@ -20,7 +20,8 @@ from rlzoo.launch.runner import RunSpec, run
 def main(spec: RunSpec) -> None:
     flags = cli.FLAGS
     callbacks = default_callbacks(flags.progress, flags.tensorboard, flags.wandb_project)
-    run(spec, resume=flags.resume, callbacks=callbacks)
+    changes = cli.resume_changes(spec) if flags.resume else None
+    run(spec, resume=flags.resume, callbacks=callbacks, changes=changes)
 
 
 def entry() -> None:

@@ -363,3 +363,14 @@ def test_unwritable_run_directory_is_one_clear_error(tmp_path):
         target = tmp_path / "ro" / "run"
     with pytest.raises(RunError, match="cannot create the run directory"):
         run(tiny_spec(target), callbacks=[])
+
+
+def test_resume_refuses_changed_flags_and_applies_the_safe_ones(tmp_path, finished_run):
+    run_dir, summary = finished_run
+    spec = RunSpec(run_dir=str(run_dir))
+    with pytest.raises(RunError, match=r"--num_seeds: 2 -> 4.*--config.learning_rate"):
+        changes = {"num_seeds": 4, "overrides": {"learning_rate": 0.5}}
+        run(spec, resume=True, changes=changes, callbacks=[])
+    same = {"num_seeds": 2, "eval_every": 64, "overrides": {"num_steps": 16}}
+    again = run(spec, resume=True, changes=same, callbacks=[])  # finished: nothing to do
+    assert again["final_eval_per_seed"] == json.loads(json.dumps(summary["final_eval_per_seed"]))

@@ -104,3 +104,22 @@ def test_sweep_trains_each_config_like_a_single_run(tmp_path):
     np.testing.assert_allclose(
         row["per_seed"], single["final_eval_per_seed"]["eval/deterministic_return"], rtol=1e-4
     )
+
+
+def test_a_diverging_config_is_marked_and_the_others_finish_unchanged(tmp_path):
+    def sweep_of(values, name):
+        base = RunSpec(num_seeds=2, overrides=TINY, run_dir=str(tmp_path / name), eval_every=128)
+        _, dims = parse_sweep_flags([f"--sweep.reward_scale={values}"], ppo.Config)
+        return sweep(base, dims, "grid", 0, 0, "", callbacks=list)
+
+    healthy = sweep_of("1,2", "healthy")
+    broken = sweep_of("1,nan", "broken")
+    ok = next(r for r in broken if r["config"]["reward_scale"] == 1)
+    bad = next(r for r in broken if r["config"]["reward_scale"] != 1)
+    same = next(r for r in healthy if r["config"]["reward_scale"] == 1)
+    assert ok["diverged"] is None and ok["per_seed"] == same["per_seed"]
+    assert bad["diverged"]["iteration"] == 1 and broken[-1] is bad  # ranked last
+    assert "diverged at iteration 1" in (tmp_path / "broken" / "results.md").read_text()
+    summary = json.loads((tmp_path / "broken" / "group-0" / "summary.json").read_text())
+    assert len(summary["diverged"]) == 1
+    assert np.isfinite(summary["final_eval"]["eval/deterministic_return"]["mean"])

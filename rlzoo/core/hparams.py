@@ -46,17 +46,18 @@ def static_names(config_cls: type) -> list[str]:
     return [f.name for f in dataclasses.fields(config_cls) if is_static(f)]
 
 
+def to_dict_value(value: Any) -> Any:
+    """One field's plain-Python (JSON) form: lists for tuples, floats for 0-d arrays."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, tuple):
+        return [to_dict_value(v) for v in value]
+    return value
+
+
 def to_dict(config: Any) -> dict[str, Any]:
     """Plain-Python view of a config (lists for tuples, floats for 0-d arrays)."""
-    out = {}
-    for f in dataclasses.fields(config):
-        value = getattr(config, f.name)
-        if hasattr(value, "tolist"):
-            value = value.tolist()
-        elif isinstance(value, tuple):
-            value = list(value)
-        out[f.name] = value
-    return out
+    return {f.name: to_dict_value(getattr(config, f.name)) for f in dataclasses.fields(config)}
 
 
 def unknown_field_error(config_cls: type, name: str) -> ValueError:

@@ -127,8 +127,42 @@ class Schedule:
 # ----------------------------------------------------------------------------- the steps
 
 
-def open_run_dir(spec: RunSpec, resume: bool) -> tuple[RunSpec, dict[str, Any] | None]:
-    """The spec to run and, on resume, the stored ``config.json``."""
+# Spec fields that may change when a run is resumed: they do not change what is trained.
+SAFE_ON_RESUME = ("eval_every", "checkpoint_every", "max_to_keep", "num_devices")
+
+
+def resume_spec(stored: dict[str, Any], run_dir: str, changes: dict[str, Any]) -> RunSpec:
+    """The stored spec with the safe ``changes`` applied; refuse any other difference.
+
+    ``changes`` holds what the user asked for now: spec fields, and ``overrides`` (config
+    fields, compared with the stored resolved config).
+    """
+    spec = dataclasses.replace(RunSpec(**stored["run"]), run_dir=run_dir)
+    differ = []
+    for name, value in changes.items():
+        if name == "overrides":
+            differ += [
+                f"--config.{k}: {stored['config'].get(k)!r} -> {v!r}"
+                for k, v in value.items()
+                if hparams.to_dict_value(v) != stored["config"].get(k)
+            ]
+        elif name in SAFE_ON_RESUME:
+            spec = dataclasses.replace(spec, **{name: value})
+        elif getattr(spec, name) != value:
+            differ.append(f"--{name}: {getattr(spec, name)!r} -> {value!r}")
+    if differ:
+        raise RunError(
+            f"--resume: these differ from the run in {run_dir}: {'; '.join(differ)}. Only "
+            f"{', '.join(SAFE_ON_RESUME)} and logging may change on resume; drop the others, "
+            "or start a new --run_dir."
+        )
+    return spec
+
+
+def open_run_dir(
+    spec: RunSpec, resume: bool, changes: dict[str, Any] | None = None
+) -> tuple[RunSpec, dict[str, Any] | None]:
+    """The spec to run and, on resume, the stored ``config.json`` (see :func:`resume_spec`)."""
     run_dir = Path(spec.run_dir)
     stored_path = run_dir / "config.json"
     if not resume:
@@ -150,7 +184,7 @@ def open_run_dir(spec: RunSpec, resume: bool) -> tuple[RunSpec, dict[str, Any] |
             f"{stored.get('format', 1)}, this is {FORMAT}); its checkpoints cannot be read. "
             "Start the run again in a new --run_dir."
         )
-    return dataclasses.replace(RunSpec(**stored["run"]), run_dir=spec.run_dir), stored
+    return resume_spec(stored, spec.run_dir, changes or {}), stored
 
 
 def build(spec: RunSpec, stored: dict[str, Any] | None, data: Any) -> Setup:
@@ -242,8 +276,9 @@ def _all_finite(tree: Any) -> jax.Array:
 
 def init_state(
     agent: Agent, placement: Placement, checkpointer: Checkpointer, resume: bool
-) -> tuple[Any, int]:
-    """A fresh batched state, or the latest checkpoint's, and its iteration."""
+) -> tuple[Any, dict[str, Any]]:
+    """A fresh batched state, or the latest checkpoint's, and its record (``iteration``,
+    and ``diverged`` sweep points)."""
     config_axes = hparams.vmap_axes(placement.batched_config)
     init = jax.jit(
         jax.vmap(agent.init, in_axes=(0, config_axes, None)),
@@ -252,10 +287,10 @@ def init_state(
     )
     args = (placement.keys, placement.batched_config, placement.data)
     if not resume:
-        return init(*args), 0
+        return init(*args), {"iteration": 0}
     latest = checkpointer.latest_iteration()
     if latest is None:  # killed before its first checkpoint: start it again from the spec
-        return init(*args), 0
+        return init(*args), {"iteration": 0}
     abstract = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=placement.sharding),
         jax.eval_shape(init, *args),
@@ -268,7 +303,7 @@ def init_state(
             f"({type(error).__name__}: {error}). Delete that step folder to fall back to "
             "an earlier checkpoint."
         ) from error
-    return state, int(saved["iteration"])
+    return state, saved
 
 
 def compile_programs(
@@ -309,24 +344,19 @@ def check_memory(chunk_fns: dict[int, Any], placement: Placement) -> None:
         raise BatchTooLarge(needed, available, placement.num_agents)
 
 
-def first_bad(metrics: dict[str, np.ndarray], state_finite: np.ndarray) -> tuple[int, int] | None:
-    """(offset within the chunk, agent) of the first non-finite value, or None if all good.
+def first_bad(metrics: dict[str, np.ndarray], state_finite: np.ndarray) -> np.ndarray:
+    """Per agent, the offset within the chunk of its first non-finite value, or -1.
 
     Metrics are ``[agents, iterations]``; a non-finite state with finite metrics is
     attributed to the chunk's last iteration.
     """
-    bad = np.zeros(next(iter(metrics.values())).shape, bool) if metrics else None
+    shape = next(iter(metrics.values())).shape if metrics else (len(state_finite), 1)
+    bad = np.zeros(shape, bool)
     for values in metrics.values():
         if np.issubdtype(values.dtype, np.floating):
             bad |= ~np.isfinite(values)
-    if bad is not None and bad.any():
-        agents_bad, offsets = np.nonzero(bad)
-        first = np.argmin(offsets)
-        return int(offsets[first]), int(agents_bad[first])
-    if not state_finite.all():
-        length = bad.shape[1] if bad is not None else 1
-        return length - 1, int(np.nonzero(~state_finite)[0][0])
-    return None
+    offsets = np.where(bad.any(axis=1), bad.argmax(axis=1), -1)
+    return np.where((offsets < 0) & ~state_finite, shape[1] - 1, offsets)
 
 
 def metric_rows(
@@ -349,12 +379,20 @@ def metric_rows(
 
 
 def summarize(
-    spec: RunSpec, agent: Agent, results: dict[str, np.ndarray], timings: dict[str, float]
+    spec: RunSpec,
+    agent: Agent,
+    results: dict[str, np.ndarray],
+    timings: dict[str, float],
+    diverged: dict[int, dict[str, int]],
 ) -> dict[str, Any]:
-    """``summary.json``: the final evaluation per agent, per config and over all agents."""
+    """``summary.json``: the final evaluation per agent, per config and over all agents.
+
+    A diverged sweep point is marked in its entry; the overall statistics leave it out.
+    """
     final = {k: np.asarray(v).tolist() for k, v in results.items()}
     points = spec.sweep or [{}]
     n = spec.num_seeds
+    kept = np.array([a // n not in diverged for a in range(len(points) * n)])
     return {
         "format": FORMAT,
         "agent": spec.agent,
@@ -366,10 +404,15 @@ def summarize(
         "num_configs": len(points),
         "final_eval_per_seed": final,  # agent a: seed a % num_seeds of config a // num_seeds
         "final_eval_per_config": [
-            {"config": point, **{k: describe(v[c * n : (c + 1) * n]) for k, v in final.items()}}
+            {
+                "config": point,
+                "diverged": diverged.get(c),
+                **{k: describe(v[c * n : (c + 1) * n]) for k, v in final.items()},
+            }
             for c, point in enumerate(points)
         ],
-        "final_eval": {k: describe(v) for k, v in final.items()},
+        "final_eval": {k: describe(np.asarray(v)[kept]) for k, v in final.items()},
+        "diverged": [{"config": points[c], **where} for c, where in sorted(diverged.items())],
         **timings,
         "backend": jax.default_backend(),
         "run_dir": spec.run_dir,
@@ -384,12 +427,15 @@ def run(
     resume: bool = False,
     data: Any = None,
     callbacks: list[Callback] | None = None,
+    changes: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train ``num_seeds`` (x sweep points) agents in one program; returns the summary.
 
     ``data`` (an in-memory pytree) takes the place of ``spec.dataset``. ``callbacks``
     default to a progress bar and TensorBoard (``rlzoo.launch.callbacks``). The run
     directory is locked for the run (one writer); an unwritable one is a ``RunError``.
+    On ``resume`` the stored spec is used; ``changes`` (what the caller asks for now) may
+    alter only :data:`SAFE_ON_RESUME`, other differences are refused with a list.
     """
     run_dir = Path(spec.run_dir)
     lock = RunLock(run_dir)
@@ -404,7 +450,7 @@ def run(
                 ) from error
         if jax.process_index() == 0 and run_dir.is_dir():
             lock.acquire()
-        return train_run(spec, resume, data, callbacks)
+        return train_run(spec, resume, data, callbacks, changes)
     except RunDirInUse as error:
         raise RunError(str(error)) from error
     except PermissionError as error:
@@ -417,11 +463,15 @@ def run(
 
 
 def train_run(
-    spec: RunSpec, resume: bool, data: Any, callbacks: list[Callback] | None
+    spec: RunSpec,
+    resume: bool,
+    data: Any,
+    callbacks: list[Callback] | None,
+    changes: dict[str, Any] | None,
 ) -> dict[str, Any]:
     """:func:`run` inside its lock: the named steps, one after another."""
     start_time = time.perf_counter()
-    spec, stored = open_run_dir(spec, resume)
+    spec, stored = open_run_dir(spec, resume, changes)
     setup = build(spec, stored, data)
     agent = setup.agent
     placement = place(spec, setup)
@@ -443,8 +493,15 @@ def train_run(
 
     checkpointer = Checkpointer(run_dir / "checkpoints", spec.max_to_keep)
     log = MetricsLog(run_dir / "metrics.jsonl", writable=primary)
-    state, iteration = init_state(agent, placement, checkpointer, resume)
+    state, saved = init_state(agent, placement, checkpointer, resume)
+    iteration = int(saved["iteration"])
+    # Sweep points that went non-finite: point index -> where (kept in checkpoint records).
+    diverged = {int(c): where for c, where in saved.get("diverged", {}).items()}
     if resume:
+        if iteration >= agent.num_iterations and (run_dir / "summary.json").exists():
+            checkpointer.close()
+            print(f"rlzoo: {run_dir} already finished ({iteration} iterations); nothing to do")
+            return read_json(run_dir / "summary.json")
         log.truncate_after(iteration)
         print(f"rlzoo: resumed from iteration {iteration}")
 
@@ -475,7 +532,7 @@ def train_run(
         with deferred_signals() as received:
             results, timings = train_chunks(
                 spec, setup, placement, plan, state, iteration, chunk_fns, evaluate,
-                checkpointer, log, callbacks, received,
+                checkpointer, log, callbacks, received, diverged,
             )  # fmt: skip
         timings = {
             "compile_seconds": compile_seconds,
@@ -483,7 +540,7 @@ def train_run(
             "wall_seconds": time.perf_counter() - start_time,
             "devices": int(placement.mesh.devices.size),
         }
-        summary = summarize(spec, agent, results, timings)
+        summary = summarize(spec, agent, results, timings, diverged)
         if primary:
             write_json(run_dir / "summary.json", summary)
         for callback in callbacks:
@@ -536,11 +593,14 @@ def train_chunks(
     log: MetricsLog,
     callbacks: list[Callback],
     received: list[str],
+    diverged: dict[int, dict[str, int]],
 ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """The training loop: chunks of updates; evaluate, log and checkpoint in between.
 
     ``received`` fills with signal names (``deferred_signals``): the loop then checkpoints
-    at the end of the chunk and stops with :class:`Interrupted`.
+    at the end of the chunk and stops with :class:`Interrupted`. A non-finite value stops
+    a single run; in a sweep it marks that point in ``diverged`` and the others go on
+    (the run stops only when every point has diverged).
     """
     agent, n = setup.agent, spec.num_seeds
     eval_key = jax.random.fold_in(jax.random.PRNGKey(spec.seed), 1_000_003)
@@ -573,11 +633,23 @@ def train_chunks(
         metrics, state_finite = device_lib.to_host((metrics, state_finite))
         chunk_seconds = time.perf_counter() - t0
         bad = first_bad(metrics, np.asarray(state_finite))
-        if bad is not None:
-            checkpointer.close()  # let an in-flight save of the last good state finish
-            raise RunError(
-                non_finite_message(spec, agent, iteration + bad[0] + 1, bad[1], last_good)
-            )
+        bad[[a // n in diverged for a in range(len(bad))]] = -1  # already marked
+        if (bad >= 0).any():
+            newly = {int(a) // n for a in np.nonzero(bad >= 0)[0]}
+            first = int(np.argmin(np.where(bad >= 0, bad, np.iinfo(np.int64).max)))
+            if len(spec.sweep) < 2 or len(newly) + len(diverged) == len(spec.sweep):
+                checkpointer.close()  # let an in-flight save of the last good state finish
+                raise RunError(
+                    non_finite_message(spec, agent, iteration + bad[first] + 1, first, last_good)
+                )
+            for c in sorted(newly):
+                agents_bad = [a for a in range(c * n, (c + 1) * n) if bad[a] >= 0]
+                a = min(agents_bad, key=lambda a: bad[a])
+                diverged[c] = {"iteration": iteration + int(bad[a]) + 1, "seed": a % n}
+                print(
+                    f"rlzoo: sweep point {spec.sweep[c]} diverged (non-finite values) at "
+                    f"iteration {diverged[c]['iteration']} in seed {a % n}; the others go on"
+                )
         log.append(metric_rows(metrics, iteration + 1, agent.steps_per_iteration, n))
         iteration += length
         for callback in callbacks:
@@ -589,13 +661,13 @@ def train_chunks(
             results = run_evaluation(state, iteration)
         t1 = time.perf_counter()
         if done or chunks_done % plan.checkpoint_chunks == 0:
-            checkpointer.save(iteration, state, {"iteration": iteration})
+            checkpointer.save(iteration, state, {"iteration": iteration, "diverged": diverged})
             last_good = iteration
         eval_seconds += t1 - t0
         checkpoint_seconds += time.perf_counter() - t1
         if received and not done:
             if last_good != iteration:
-                checkpointer.save(iteration, state, {"iteration": iteration})
+                checkpointer.save(iteration, state, {"iteration": iteration, "diverged": diverged})
             checkpointer.close()
             raise Interrupted(
                 f"{received[0]} at iteration {iteration} of {agent.num_iterations}; saved a "
