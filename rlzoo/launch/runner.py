@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import os
 import signal
 import threading
 import time
@@ -558,6 +559,16 @@ def train_run(
     return summary
 
 
+def failpoint(name: str, iteration: int) -> None:
+    """Kill this process with SIGKILL here when ``RLZOO_FAILPOINT=<name>@<iteration>``.
+
+    A test hook for fault injection (``tests/test_launcher.py``): points are
+    ``before_checkpoint``, ``checkpoint_in_flight`` and ``final_evaluation``.
+    """
+    if os.environ.get("RLZOO_FAILPOINT") == f"{name}@{iteration}":
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 @contextlib.contextmanager
 def deferred_signals():
     """Catch SIGINT and SIGTERM (preemption) and record them, so the loop can checkpoint.
@@ -658,10 +669,13 @@ def train_chunks(
         chunks_done = iteration // plan.chunk
         t0 = time.perf_counter()
         if done or chunks_done % plan.eval_chunks == 0:
+            failpoint("final_evaluation" if done else "evaluation", iteration)
             results = run_evaluation(state, iteration)
         t1 = time.perf_counter()
         if done or chunks_done % plan.checkpoint_chunks == 0:
+            failpoint("before_checkpoint", iteration)
             checkpointer.save(iteration, state, {"iteration": iteration, "diverged": diverged})
+            failpoint("checkpoint_in_flight", iteration)  # written in the background now
             last_good = iteration
         eval_seconds += t1 - t0
         checkpoint_seconds += time.perf_counter() - t1
