@@ -42,6 +42,10 @@ flags.DEFINE_bool(
 flags.DEFINE_integer("num_devices", 0, "Devices to shard seeds over; 0: all that divide them.")
 flags.DEFINE_integer("cpu_devices", os.cpu_count() or 1, "Host devices on CPU (one per core).")
 flags.DEFINE_integer("max_to_keep", 3, "Checkpoints kept.")
+flags.DEFINE_float(
+    "memory_limit_gib", 0.0, "Memory a program may use per device (GiB); 0: the device's. "
+    "A sweep splits its groups to fit.",
+)  # fmt: skip
 flags.DEFINE_string("env_kwargs", "", "Env options, e.g. backend=positional,episode_length=1000.")
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
 flags.DEFINE_bool("tensorboard", True, "Write TensorBoard events.")
@@ -145,6 +149,8 @@ SPEC_FLAGS = (
 def resume_changes(spec: RunSpec) -> dict[str, Any]:
     """What the command line sets explicitly, for ``run(..., changes=...)`` on --resume."""
     changes = {name: getattr(spec, name) for name in SPEC_FLAGS if FLAGS[name].present}
+    if FLAGS["memory_limit_gib"].present:
+        changes["memory_limit"] = spec.memory_limit
     if spec.overrides:
         changes["overrides"] = spec.overrides
     return changes
@@ -172,6 +178,7 @@ def spec_from_flags(overrides: dict[str, Any], kind: str = "") -> RunSpec:
         checkpoint_every=FLAGS.checkpoint_every,
         num_devices=FLAGS.num_devices,
         max_to_keep=FLAGS.max_to_keep,
+        memory_limit=int(FLAGS.memory_limit_gib * 2**30),
     )
 
 

@@ -123,3 +123,23 @@ def test_a_diverging_config_is_marked_and_the_others_finish_unchanged(tmp_path):
     summary = json.loads((tmp_path / "broken" / "group-0" / "summary.json").read_text())
     assert len(summary["diverged"]) == 1
     assert np.isfinite(summary["final_eval"]["eval/deterministic_return"]["mean"])
+
+
+def test_a_group_too_large_for_the_memory_limit_is_split(tmp_path):
+    def sweep_with(limit, name):
+        spec = RunSpec(num_seeds=2, overrides=TINY, run_dir=str(tmp_path / name), eval_every=128)
+        spec.memory_limit = limit
+        _, dims = parse_sweep_flags(["--sweep.learning_rate=1e-3,2e-3,3e-3,4e-3"], ppo.Config)
+        return sweep(spec, dims, "grid", 0, 0, "", callbacks=list)
+
+    whole = sweep_with(0, "whole")
+    needed = json.loads((tmp_path / "whole" / "group-0" / "summary.json").read_text())[
+        "compiled_bytes_per_device"
+    ]
+    split = sweep_with(needed - 1, "split")  # 8 agents no longer fit; 4 do
+    assert {r["run_dir"] for r in split} == {"group-0-part-0", "group-0-part-1"}
+    by_rate = {r["config"]["learning_rate"]: r["per_seed"] for r in whole}
+    for row in split:
+        np.testing.assert_allclose(
+            row["per_seed"], by_rate[row["config"]["learning_rate"]], rtol=1e-4
+        )

@@ -65,6 +65,7 @@ class RunSpec:
     checkpoint_every: int = 0  # agent steps between checkpoints; 0: same as eval_every
     num_devices: int = 0  # 0: as many as divide the agents
     max_to_keep: int = 3
+    memory_limit: int = 0  # bytes a program may use per device; 0: what the device has
     # Traced-hyperparameter points trained together in this one program (a sweep); each
     # point is a dict of Config fields. Empty: the single config.
     sweep: list[dict[str, float]] = dataclasses.field(default_factory=list)
@@ -129,7 +130,7 @@ class Schedule:
 
 
 # Spec fields that may change when a run is resumed: they do not change what is trained.
-SAFE_ON_RESUME = ("eval_every", "checkpoint_every", "max_to_keep", "num_devices")
+SAFE_ON_RESUME = ("eval_every", "checkpoint_every", "max_to_keep", "num_devices", "memory_limit")
 
 
 def resume_spec(stored: dict[str, Any], run_dir: str, changes: dict[str, Any]) -> RunSpec:
@@ -335,14 +336,20 @@ def compile_programs(
     return chunk_fns, evaluate
 
 
-def check_memory(chunk_fns: dict[int, Any], placement: Placement) -> None:
+def check_memory(chunk_fns: dict[int, Any], placement: Placement, limit: int) -> int | None:
+    """XLA's estimate of the chunk program's memory per device; too much is BatchTooLarge.
+
+    The budget is ``limit`` bytes when set, else the device's own (allocator limit on
+    GPU/TPU, 80% of RAM on CPU).
+    """
     if not chunk_fns:  # a resumed run that had already finished trains nothing
-        return
+        return None
     needed = device_lib.compiled_bytes(chunk_fns[max(chunk_fns)])
     local = [d for d in placement.mesh.devices.ravel() if d.process_index == jax.process_index()]
-    available = device_lib.device_memory_bytes(local[0])
+    available = limit or device_lib.device_memory_bytes(local[0])
     if needed is not None and needed > available:
         raise BatchTooLarge(needed, available, placement.num_agents)
+    return needed
 
 
 def first_bad(metrics: dict[str, np.ndarray], state_finite: np.ndarray) -> np.ndarray:
@@ -510,7 +517,7 @@ def train_run(
     compile_start = time.perf_counter()
     chunk_fns, evaluate = compile_programs(agent, placement, state, iteration, plan.chunk)
     compile_seconds = time.perf_counter() - compile_start
-    check_memory(chunk_fns, placement)
+    needed_bytes = check_memory(chunk_fns, placement, spec.memory_limit)
 
     callbacks = default_callbacks() if callbacks is None else callbacks
     callbacks = callbacks if primary else []
@@ -540,6 +547,7 @@ def train_run(
             **timings,
             "wall_seconds": time.perf_counter() - start_time,
             "devices": int(placement.mesh.devices.size),
+            "compiled_bytes_per_device": needed_bytes,
         }
         summary = summarize(spec, agent, results, timings, diverged)
         if primary:
