@@ -425,3 +425,38 @@ def test_fault_injection_kill_anywhere_then_resume_is_bit_identical(tmp_path, se
             np.testing.assert_array_equal(a, b, err_msg=name)
         rows = MetricsLog(tmp_path / name / "metrics.jsonl").read()
         assert rows == MetricsLog(tmp_path / "whole" / "metrics.jsonl").read(), name
+
+
+def test_hand_edited_config_json_on_resume_is_one_clear_error(tmp_path, finished_run):
+    run_dir, _ = finished_run
+    for name, text in (("garbled", "{not json"), ("foreign", json.dumps({"run": {"x": 1}}))):
+        edited = tmp_path / name
+        subprocess.run(["cp", "-r", str(run_dir), str(edited)], check=True)
+        stored = json.loads((edited / "config.json").read_text())
+        if name == "foreign":
+            stored["run"]["colour"] = "blue"
+            text = json.dumps(stored)
+        (edited / "config.json").write_text(text)
+        with pytest.raises(RunError, match="config"):
+            run(RunSpec(run_dir=str(edited)), resume=True, callbacks=[])
+
+
+def test_a_full_disk_while_writing_stops_cleanly_and_keeps_the_checkpoints(tmp_path, monkeypatch):
+    import errno
+
+    spec = tiny_spec(tmp_path / "full", iterations=8, checkpoint_every=128)
+    calls = []
+    original = MetricsLog.append
+
+    def append(self, rows):
+        calls.append(len(rows))
+        if len(calls) == 4:  # a later write finds the disk full
+            raise OSError(errno.ENOSPC, "No space left on device")
+        original(self, rows)
+
+    monkeypatch.setattr(MetricsLog, "append", append)
+    with pytest.raises(RunError, match=r"No space left on device.*--resume"):
+        run(spec, callbacks=[])
+    monkeypatch.setattr(MetricsLog, "append", original)
+    summary = run(spec, resume=True, callbacks=[])  # the kept checkpoint resumes
+    assert summary["steps_per_seed"] == 8 * 64

@@ -139,7 +139,10 @@ def resume_spec(stored: dict[str, Any], run_dir: str, changes: dict[str, Any]) -
     ``changes`` holds what the user asked for now: spec fields, and ``overrides`` (config
     fields, compared with the stored resolved config).
     """
-    spec = dataclasses.replace(RunSpec(**stored["run"]), run_dir=run_dir)
+    try:
+        spec = dataclasses.replace(RunSpec(**stored["run"]), run_dir=run_dir)
+    except TypeError as error:  # a hand-edited or foreign "run" entry
+        raise RunError(f"--resume: the 'run' entry of {run_dir}/config.json: {error}") from error
     differ = []
     for name, value in changes.items():
         if name == "overrides":
@@ -179,7 +182,15 @@ def open_run_dir(
             f"--resume: {run_dir} has no config.json, so it is not an rlzoo run directory "
             "(or the run never started). Check --run_dir, or start a new run without --resume."
         )
-    stored = read_json(stored_path)
+    try:
+        stored = read_json(stored_path)
+        if not isinstance(stored, dict) or not {"run", "config"} <= stored.keys():
+            raise ValueError("it lacks the 'run' and 'config' entries")
+    except ValueError as error:  # json.JSONDecodeError is a ValueError
+        raise RunError(
+            f"--resume: {stored_path} cannot be read as an rlzoo config ({error}); restore it "
+            "or start a new --run_dir."
+        ) from error
     if stored.get("format") != FORMAT:
         raise RunError(
             f"--resume: {run_dir} was written by an older rlzoo (run-directory format "
@@ -465,6 +476,12 @@ def run(
         raise RunError(
             f"cannot write to the run directory {run_dir} ({error}); choose a --run_dir "
             "you can write to."
+        ) from error
+    except OSError as error:  # e.g. a full disk: files are written atomically, so the
+        # checkpoints and files already there are whole
+        raise RunError(
+            f"writing to {run_dir} failed ({error}); the checkpoints already written stay "
+            "readable. Free space (or fix the file system) and continue with --resume."
         ) from error
     finally:
         lock.release()
