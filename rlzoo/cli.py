@@ -25,6 +25,8 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("agent", "ppo", f"Agent: one of {', '.join(agents.AGENTS)}.")
 flags.DEFINE_string("env", "gymnax/CartPole-v1", "Env id, e.g. gymnax/CartPole-v1, brax/hopper.")
 flags.DEFINE_string("dataset", "", "Dataset (.npz) for agents that learn from data, e.g. bc.")
+flags.DEFINE_string("base", "", "Run directory whose trained agent this run starts from (grpo).")
+flags.DEFINE_integer("base_seed", 0, "Which agent of the --base run (its index in that run).")
 flags.DEFINE_integer("num_seeds", 8, "Independent agents trained in one program.")
 flags.DEFINE_integer("seed", 0, "Base seed; seed i of the run uses split(PRNGKey(seed))[i].")
 flags.DEFINE_integer(
@@ -141,7 +143,7 @@ def start_process(program: str) -> None:
 
 # Flags that are fields of RunSpec (what a resumed run compares with the stored spec).
 SPEC_FLAGS = (
-    "agent", "env", "env_kwargs", "dataset", "num_seeds", "seed", "eval_every",
+    "agent", "env", "env_kwargs", "dataset", "base", "base_seed", "num_seeds", "seed", "eval_every",
     "checkpoint_every", "num_devices", "max_to_keep",
 )  # fmt: skip
 
@@ -170,6 +172,8 @@ def spec_from_flags(overrides: dict[str, Any], kind: str = "") -> RunSpec:
         env=FLAGS.env,
         env_kwargs=parse_env_kwargs(FLAGS.env_kwargs),
         dataset=FLAGS.dataset,
+        base=FLAGS.base,
+        base_seed=FLAGS.base_seed,
         num_seeds=FLAGS.num_seeds,
         seed=FLAGS.seed,
         overrides=overrides,

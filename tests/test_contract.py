@@ -7,6 +7,7 @@ trip bit for bit, with its data kept out of the checkpoint.
 """
 
 import dataclasses
+import json
 
 import jax
 import numpy as np
@@ -22,6 +23,9 @@ from rlzoo.launch.runner import RunError, RunSpec, run
 
 pytestmark = pytest.mark.timeout(600)
 
+# The token agents' (sft, grpo) smallest transformer.
+TINY_TRANSFORMER = dict(d_model=16, num_layers=1, num_heads=2, eval_k=2)
+
 # agent -> (env id, config overrides, a traced field to vmap over)
 TINY = {
     "ppo": (
@@ -32,6 +36,85 @@ TINY = {
     "bc": (
         "gymnax/CartPole-v1",
         dict(total_steps=20, updates_per_iteration=10, batch_size=16, hidden_sizes=(16,)),
+        "learning_rate",
+    ),
+    "sac": (
+        "gymnax/Pendulum-v1",
+        dict(
+            total_steps=16,
+            num_steps=8,
+            learning_starts=4,
+            batch_size=8,
+            buffer_size=64,
+            hidden_sizes=(8,),
+        ),
+        "learning_rate",
+    ),
+    "td3": (
+        "gymnax/Pendulum-v1",
+        dict(
+            total_steps=16,
+            num_steps=8,
+            learning_starts=4,
+            batch_size=8,
+            buffer_size=64,
+            hidden_sizes=(8,),
+            policy_delay=1,
+        ),
+        "learning_rate",
+    ),
+    "td3_bc": (
+        "gymnax/Pendulum-v1",
+        dict(
+            total_steps=4, updates_per_iteration=2, batch_size=8, hidden_sizes=(8,), policy_delay=1
+        ),
+        "learning_rate",
+    ),
+    "iql": (
+        "gymnax/Pendulum-v1",
+        dict(total_steps=4, updates_per_iteration=2, batch_size=8, hidden_sizes=(8,)),
+        "learning_rate",
+    ),
+    "prdc": (
+        "gymnax/Pendulum-v1",
+        dict(
+            total_steps=4,
+            updates_per_iteration=2,
+            batch_size=8,
+            hidden_sizes=(8,),
+            policy_delay=1,
+            search_chunk=1000,
+        ),
+        "learning_rate",
+    ),
+    "a2pr": (
+        "gymnax/Pendulum-v1",
+        dict(
+            total_steps=4,
+            updates_per_iteration=2,
+            batch_size=8,
+            hidden_sizes=(8,),
+            vae_hidden_sizes=(8,),
+            policy_delay=1,
+        ),
+        "learning_rate",
+    ),
+    "sft": (
+        "tokens/copy-2",
+        dict(total_steps=4, updates_per_iteration=2, batch_size=8, **TINY_TRANSFORMER),
+        "learning_rate",
+    ),
+    "grpo": (
+        "tokens/copy-2",
+        dict(
+            total_steps=16,
+            num_prompts=2,
+            group_size=4,
+            num_minibatches=2,
+            ent_coef=0.01,  # a gradient even when every reward of a group is equal
+            policy_loss="bapo",
+            **TINY_TRANSFORMER,
+        ),
         "learning_rate",
     ),
 }
@@ -172,8 +255,10 @@ def test_resume_refuses_different_data(tmp_path):
     changed = dict(data, rewards=data["rewards"] + 1.0)
     with pytest.raises(RunError, match="data differs"):
         run(spec, resume=True, data=changed, callbacks=[])
+    rows = (tmp_path / "bc" / "metrics.jsonl").read_text()
     summary = run(spec, resume=True, data=data, callbacks=[])  # the same data resumes
     assert summary["step_unit"] == "gradient_steps"
+    assert (tmp_path / "bc" / "metrics.jsonl").read_text() == rows  # finished: no new rows
 
 
 def test_data_is_an_argument_not_a_compiled_constant():
@@ -187,3 +272,25 @@ def test_data_is_an_argument_not_a_compiled_constant():
     state = jax.jit(agent.init)(jax.random.PRNGKey(0), config, data)
     text = jax.jit(agent.update).lower(state, data).as_text()
     assert len(text) < 200_000 and "8192x4" in text  # shapes appear as arguments only
+
+
+def test_grpo_starts_from_an_sft_run_given_as_base(tmp_path):
+    sft_env, sft_overrides, _ = TINY["sft"]
+    base = RunSpec(
+        agent="sft", env=sft_env, num_seeds=2, run_dir=str(tmp_path / "base"),
+        overrides=dict(sft_overrides, d_model=24, num_eval_episodes=2),
+    )  # fmt: skip
+    run(base, callbacks=[])
+    grpo_env, grpo_overrides, _ = TINY["grpo"]
+    overrides = {k: v for k, v in grpo_overrides.items() if k != "d_model"}  # from the base
+    spec = RunSpec(
+        agent="grpo", env=grpo_env, num_seeds=1, run_dir=str(tmp_path / "grpo"),
+        base=str(tmp_path / "base"), base_seed=1, overrides=dict(overrides, num_eval_episodes=2),
+    )  # fmt: skip
+    run(spec, callbacks=[])
+    stored = json.loads((tmp_path / "grpo" / "config.json").read_text())
+    assert stored["config"]["d_model"] == 24 and "base run" in stored["data"]["source"]
+    with pytest.raises(ValueError, match="trained on tokens/copy-2"):
+        run(dataclasses.replace(spec, env="tokens/reverse-2", run_dir=str(tmp_path / "x")))
+    with pytest.raises(ValueError, match="takes no --base"):
+        run(RunSpec(agent="ppo", base=str(tmp_path / "base"), run_dir=str(tmp_path / "y")))

@@ -6,7 +6,18 @@ import difflib
 import importlib
 from types import ModuleType
 
-AGENTS = {"ppo": "rlzoo.agents.ppo", "bc": "rlzoo.agents.bc"}
+AGENTS = {
+    "ppo": "rlzoo.agents.ppo",
+    "bc": "rlzoo.agents.bc",
+    "sac": "rlzoo.agents.sac",
+    "td3": "rlzoo.agents.td3",
+    "td3_bc": "rlzoo.agents.td3_bc",
+    "iql": "rlzoo.agents.iql",
+    "prdc": "rlzoo.agents.prdc",
+    "a2pr": "rlzoo.agents.a2pr",
+    "sft": "rlzoo.agents.sft",
+    "grpo": "rlzoo.agents.grpo",
+}
 
 
 def get(name: str) -> ModuleType:

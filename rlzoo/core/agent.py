@@ -45,8 +45,9 @@ STEP_UNITS = {
     "samples": "sampled completions (one per prompt and group member)",
 }
 
-# What ``data`` an agent takes: none, a dataset (a pytree of arrays indexed by sample along
-# the leading axis, every leaf the same length) or any pytree (e.g. frozen parameters).
+# What ``data`` an agent takes: none, a dataset (required: a pytree of arrays indexed by
+# sample along the leading axis, every leaf the same length) or any pytree (optional, e.g.
+# frozen base parameters; the agent then also runs with ``data=None``).
 DATA_KINDS = (None, "dataset", "pytree")
 
 
@@ -92,7 +93,7 @@ def check_data(agent_name: str, data_kind: str | None, data: PyTree) -> None:
             f"agent {agent_name!r} takes no data, but data was given; drop --dataset "
             "(or choose an agent that learns from a dataset, such as bc)."
         )
-    if data_kind is not None and data is None:
+    if data_kind == "dataset" and data is None:
         raise ValueError(
             f"agent {agent_name!r} needs data ({data_kind}); pass --dataset=PATH "
             "(or data=... to rlzoo.launch.runner.run)."

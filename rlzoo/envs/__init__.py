@@ -10,7 +10,8 @@ import difflib
 from collections.abc import Callable
 from typing import Any
 
-from rlzoo.envs.core import Box, Discrete, Environment, PyTree, Wrapper
+from rlzoo.envs.core import Box, Discrete, Environment, PyTree, TokenSequence, Wrapper
+from rlzoo.envs.groups import GroupReset, group_keys, group_reset
 from rlzoo.envs.wrappers import (
     ClipAction,
     EpisodeStatistics,
@@ -31,12 +32,16 @@ __all__ = [
     "Discrete",
     "Environment",
     "EpisodeStatistics",
+    "GroupReset",
     "NormalizeObservation",
     "NormalizeReward",
     "RescaleAction",
     "RunningMeanStd",
+    "TokenSequence",
     "VectorEnv",
     "Wrapper",
+    "group_keys",
+    "group_reset",
     "init_running_stats",
     "make",
     "normalize",
@@ -71,10 +76,23 @@ def _make_brax(name: str, **kwargs: Any) -> Environment:
     return BraxEnv(name, **kwargs)
 
 
+def _token_names() -> list[str]:
+    from rlzoo.envs.tokens import token_names
+
+    return token_names()
+
+
+def _make_tokens(name: str, **kwargs: Any) -> Environment:
+    from rlzoo.envs.tokens import make_token_env
+
+    return make_token_env(name, **kwargs)
+
+
 # backend prefix -> (names it knows, constructor); imports stay lazy.
 _BACKENDS: dict[str, tuple[Callable[[], list[str]], Callable[..., Environment]]] = {
     "gymnax": (_gymnax_names, _make_gymnax),
     "brax": (_brax_names, _make_brax),
+    "tokens": (_token_names, _make_tokens),
 }
 
 

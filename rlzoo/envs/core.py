@@ -93,7 +93,29 @@ class Box:
         return jnp.all((x >= self.low) & (x <= self.high))
 
 
-Space = Discrete | Box
+@dataclass(frozen=True)
+class TokenSequence:
+    """Fixed-length sequences of token ids ``0 .. vocab_size - 1`` (``PAD`` = 0 pads)."""
+
+    vocab_size: int
+    length: int
+    dtype: Any = jnp.int32
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (self.length,)
+
+    def sample(self, key: Array) -> Array:
+        return jax.random.randint(key, self.shape, 0, self.vocab_size, dtype=self.dtype)
+
+    def contains(self, x: Array) -> Array:
+        x = jnp.asarray(x)
+        if x.shape != self.shape or not jnp.issubdtype(x.dtype, jnp.integer):
+            return jnp.asarray(False)
+        return jnp.all((x >= 0) & (x < self.vocab_size))
+
+
+Space = Discrete | Box | TokenSequence
 
 
 class Environment:

@@ -37,6 +37,7 @@ from rlzoo.core import hparams
 from rlzoo.core.agent import Agent, check_data, scan_updates
 from rlzoo.data import data_fingerprint, load_dataset
 from rlzoo.launch import devices as device_lib
+from rlzoo.launch.base import load_base
 from rlzoo.launch.callbacks import Callback, RunInfo, default_callbacks
 from rlzoo.launch.checkpoints import Checkpointer
 from rlzoo.launch.configs import resolve_config
@@ -57,6 +58,8 @@ class RunSpec:
     env: str = "gymnax/CartPole-v1"
     env_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
     dataset: str = ""  # path of the data the agent learns from ("" : none, or given in memory)
+    base: str = ""  # run directory whose trained agent becomes this run's data (--base)
+    base_seed: int = 0  # which agent of the base run: seed i % num_seeds of point i // num_seeds
     num_seeds: int = 8
     seed: int = 0
     overrides: dict[str, Any] = dataclasses.field(default_factory=dict)  # Config fields
@@ -201,10 +204,18 @@ def open_run_dir(
 
 
 def build(spec: RunSpec, stored: dict[str, Any] | None, data: Any) -> Setup:
-    """Resolve the config (or reread it on resume), make the env, the agent and its data."""
+    """Resolve the config (or reread it on resume), make the env, the agent and its data.
+
+    Data comes from ``data`` (in memory), ``spec.dataset`` (a file) or ``spec.base`` (a run
+    directory, turned into data by the agent module's ``from_base``).
+    """
     agent_module = agents.get(spec.agent)
+    base_overrides, source = {}, spec.dataset or "in memory"
+    if data is None and spec.base:
+        data, base_overrides = data_from_base(agent_module, spec)
+        source = f"base run {spec.base}, agent {spec.base_seed}"
     if stored is None:
-        config = resolve_config(agent_module, spec.env, spec.overrides)
+        config = resolve_config(agent_module, spec.env, {**base_overrides, **spec.overrides})
     else:  # the stored config wins: presets in the code may have changed since
         config = hparams.from_dict(agent_module.Config, stored["config"])
     env, env_params = envs.make(spec.env, **spec.env_kwargs)
@@ -213,16 +224,30 @@ def build(spec: RunSpec, stored: dict[str, Any] | None, data: Any) -> Setup:
         check_data(spec.agent, agent.data_kind, spec.dataset)  # before reading the file
         data = load_dataset(spec.dataset)
     check_data(spec.agent, agent.data_kind, data)
-    data_record = None
-    if data is not None:
-        data_record = {"source": spec.dataset or "in memory", **data_fingerprint(data)}
-        if stored is not None and stored.get("data", {}).get("sha256") != data_record["sha256"]:
+    data_record = None if data is None else {"source": source, **data_fingerprint(data)}
+    if stored is not None:
+        before = stored.get("data") or {}
+        if before.get("sha256") != (data_record or {}).get("sha256"):
             raise RunError(
                 f"--resume: the data differs from the data this run started with "
-                f"(sha256 {stored['data']['sha256'][:12]}... from {stored['data']['source']}, "
-                f"now {data_record['sha256'][:12]}...); resume with the same data."
+                f"({before.get('source', 'no data')}, sha256 {before.get('sha256', '-')[:12]}; "
+                f"now {source if data is not None else 'no data'}); resume with the same data."
             )
     return Setup(agent_module, config, env, env_params, agent, data, data_record)
+
+
+def data_from_base(agent_module: ModuleType, spec: RunSpec) -> tuple[Any, dict[str, Any]]:
+    """``(data, config overrides)`` from the base run ``spec.base`` (``--base``)."""
+    if not hasattr(agent_module, "from_base"):
+        raise ValueError(f"agent {spec.agent!r} takes no --base run; drop --base.")
+    base_record, base_config, base_state = load_base(spec.base, spec.base_seed)
+    base_run = base_record["run"]
+    if (base_run["env"], base_run["env_kwargs"]) != (spec.env, spec.env_kwargs):
+        raise ValueError(
+            f"--base={spec.base} was trained on {base_run['env']} {base_run['env_kwargs']}, "
+            f"not {spec.env} {spec.env_kwargs}; use the same --env and --env_kwargs."
+        )
+    return agent_module.from_base(base_run["agent"], base_config, base_state)
 
 
 def place(spec: RunSpec, setup: Setup) -> Placement:

@@ -1,0 +1,179 @@
+"""An offline suite end to end: make the D4RL-style levels with SAC, then score every offline
+agent on them (normalised score, mean and 95% bootstrap interval over seeds).
+
+    python experiments/offline_suite.py --env=gymnax/Pendulum-v1 --expert_steps=30000 \\
+        --transitions=20000 --offline_steps=20000 --seeds=5 --out=runs/offline_suite
+
+Levels (D4RL's recipe): ``random`` (uniform actions), ``medium`` (the SAC policy at the
+first evaluation reaching a third of the way from random to ``--expert_reference``),
+``expert`` (the final SAC policy), ``medium-replay`` (SAC's replay buffer at that moment:
+everything it had trained on, up to its capacity), ``medium-expert`` (medium + expert).
+Each is written as a Minari dataset under ``--out/minari`` with the random and expert
+reference returns measured here. Then BC, TD3+BC, IQL, PRDC and A2PR train on each level
+(``--seeds`` seeds in one program per agent and level), and TD3+BC and IQL also with
+trajectory weighting (``sampler=return``) on the mixed levels. Prints a Markdown table and
+writes ``results.json``. Small networks and budgets by default, so that it runs on a CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from rlzoo import agents, envs
+from rlzoo.analysis.stats import mean_interval
+from rlzoo.core.evaluation import evaluate_policy
+from rlzoo.data import collect_transitions, load_dataset, normalized_score, write_minari
+from rlzoo.launch.configs import resolve_config
+
+OFFLINE = ("bc", "td3_bc", "iql", "prdc", "a2pr")
+WEIGHTED = ("td3_bc", "iql")
+MIXED = ("medium-replay", "medium-expert")
+
+
+def random_act(space):
+    def act(_, obs, key, deterministic):
+        return jax.vmap(space.sample)(jax.random.split(key, obs.shape[0]))
+
+    return act
+
+
+def train_behaviour(env, params, args):
+    """SAC with an evaluation per chunk; the medium snapshot is policy + replay buffer."""
+    module = agents.get("sac")
+    config = module.Config(
+        total_steps=args.expert_steps, num_steps=200, learning_starts=1_000,
+        buffer_size=args.expert_steps, hidden_sizes=(args.width, args.width), batch_size=128,
+        num_eval_episodes=16,
+    )  # fmt: skip
+    agent = module.make_agent(config, env, params)
+    state = jax.jit(agent.init)(jax.random.PRNGKey(args.seed), config, None)
+    chunk = max(1, agent.num_iterations // 20)
+    run_chunk = jax.jit(lambda s: jax.lax.scan(lambda c, _: agent.update(c, None), s, None, chunk))
+    evaluate = jax.jit(agent.evaluate)
+    random_return = float(
+        evaluate_policy(random_act(env.action_space(params)), None, jax.random.PRNGKey(1), env,
+                        params, 32)["eval/deterministic_return"]
+    )  # fmt: skip
+    target = random_return + (args.expert_reference - random_return) / 3.0
+    medium = None
+    for i in range(agent.num_iterations // chunk):
+        state, _ = run_chunk(state)
+        score = float(evaluate(state, jax.random.PRNGKey(100 + i))[agent.score_key])
+        print(f"  sac chunk {i}: {score:.1f}", flush=True)
+        if medium is None and score >= target:
+            medium = (jax.device_get(state), score)
+    if medium is None:
+        raise SystemExit("SAC never reached the medium level; raise --expert_steps")
+    expert_return = float(evaluate(state, jax.random.PRNGKey(7))[agent.score_key])
+    return agent, jax.device_get(state), medium, random_return, expert_return
+
+
+def make_levels(env, params, args, out):
+    from rlzoo.collect import replay_dataset
+
+    agent, expert_state, (medium_state, medium_score), random_return, expert_return = (
+        train_behaviour(env, params, args)
+    )
+    num_envs = 10
+    steps = args.transitions // num_envs
+
+    def roll(act, policy, key):
+        fn = jax.jit(lambda k: collect_transitions(k, env, params, act, policy, num_envs, steps)[0])
+        return jax.device_get(fn(jax.random.PRNGKey(key)))
+
+    space = env.action_space(params)
+    levels = {
+        "random": (roll(random_act(space), None, 10), num_envs),
+        "medium": (roll(agent.act, agent.policy_params(medium_state), 11), num_envs),
+        "expert": (roll(agent.act, agent.policy_params(expert_state), 12), num_envs),
+        "medium-replay": replay_dataset(medium_state, env, params),
+    }
+    medium, expert = levels["medium"][0], levels["expert"][0]
+    levels["medium-expert"] = ({k: np.concatenate([medium[k], expert[k]]) for k in medium},
+                               2 * num_envs)  # fmt: skip
+    os.environ["MINARI_DATASETS_PATH"] = str(out / "minari")
+    name = args.env.split("/")[-1].lower()
+    ids = {}
+    for level, (data, blocks) in levels.items():
+        dataset_id = f"rlzoo/{name}/{level}-v0"
+        if not (out / "minari" / dataset_id).exists():
+            write_minari(dataset_id, data, args.env, policy=f"sac {level}", num_envs=blocks,
+                         random_return=random_return, expert_return=expert_return)  # fmt: skip
+        ids[level] = dataset_id
+    print(f"random {random_return:.1f}, medium {medium_score:.1f}, expert {expert_return:.1f}")
+    return ids, random_return, expert_return
+
+
+def score_agent(name, env_id, env, params, data, args, sampler="uniform"):
+    module = agents.get(name)
+    overrides = dict(
+        total_steps=args.offline_steps, updates_per_iteration=args.offline_steps // 4,
+        hidden_sizes=(args.width, args.width), num_eval_episodes=16,
+    )  # fmt: skip
+    if name != "bc":
+        overrides["sampler"] = sampler
+    if name == "a2pr":
+        overrides["vae_hidden_sizes"] = (2 * args.width, 2 * args.width)
+    config = resolve_config(module, env_id, overrides)
+    agent = module.make_agent(config, env, params)
+    keys = jax.random.split(jax.random.PRNGKey(args.seed), args.seeds)
+    train = jax.jit(jax.vmap(module.make_train(config, env, params), in_axes=(0, None, None)))
+    state, _ = train(keys, config, data)
+    evaluate = jax.jit(jax.vmap(agent.evaluate, in_axes=(0, 0, None)))
+    results = evaluate(state, jax.random.split(jax.random.PRNGKey(99), args.seeds), data)
+    return np.asarray(results[agent.score_key])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--env", default="gymnax/Pendulum-v1")
+    parser.add_argument("--expert_reference", type=float, default=-150.0)
+    parser.add_argument("--expert_steps", type=int, default=30_000)
+    parser.add_argument("--transitions", type=int, default=20_000)
+    parser.add_argument("--offline_steps", type=int, default=20_000)
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--width", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="runs/offline_suite")
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    env, params = envs.make(args.env)
+    start = time.perf_counter()
+    ids, random_return, expert_return = make_levels(env, params, args, out)
+    rows = []
+    for level, dataset_id in ids.items():
+        data = load_dataset(f"minari:{dataset_id}")
+        runs = [(name, "uniform") for name in OFFLINE]
+        if level in MIXED:
+            runs += [(name, "return") for name in WEIGHTED]
+        for name, sampler in runs:
+            returns = score_agent(name, args.env, env, params, data, args, sampler)
+            scores = normalized_score(returns, random_return, expert_return)
+            interval = mean_interval(scores)
+            label = name if sampler == "uniform" else f"{name}+RW"
+            rows.append(
+                dict(level=level, agent=label, mean=interval.estimate, low=interval.low,
+                     high=interval.high, scores=scores.tolist())
+            )  # fmt: skip
+            print(f"  {level:14s} {label:10s} {interval.estimate:6.1f} "
+                  f"[{interval.low:6.1f}, {interval.high:6.1f}]", flush=True)  # fmt: skip
+    print(f"\n| level | agent | normalised score (mean, 95% CI over {args.seeds} seeds) |")
+    print("|---|---|---|")
+    for row in rows:
+        print(f"| {row['level']} | {row['agent']} | {row['mean']:.1f} "
+              f"[{row['low']:.1f}, {row['high']:.1f}] |")  # fmt: skip
+    summary = dict(vars(args), random_return=random_return, expert_return=expert_return,
+                   wall_seconds=time.perf_counter() - start, rows=rows)  # fmt: skip
+    (out / "results.json").write_text(json.dumps(summary, indent=1))
+
+
+if __name__ == "__main__":
+    main()

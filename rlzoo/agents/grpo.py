@@ -1,0 +1,451 @@
+"""GRPO and its family on token tasks: group-relative advantages, no critic.
+
+    env, params = envs.make("tokens/reverse-4")
+    agent = grpo.make_agent(grpo.Config(policy_loss="bapo"), env, params)
+    train = jax.jit(jax.vmap(grpo.make_train(config, env, params), in_axes=(0, None, None)))
+    state, metrics = train(keys, config, grpo.data_from_params(base_params))
+
+One iteration: ``num_prompts`` training prompts, ``group_size`` completions each, sampled
+with the key-value cache by the behaviour policy (the current one, or the one from
+``staleness`` updates ago); the task's verifier scores them; group-relative advantages
+(``advantage``); then ``num_epochs`` x ``num_minibatches`` steps of the chosen
+``policy_loss`` (later minibatches are off-policy), aggregated by ``loss_aggregation``,
+plus ``kl_coef`` x KL to the reference policy and minus ``ent_coef`` x entropy. The
+objectives are shared pure functions (``rlzoo.core.objectives``,
+``rlzoo.core.group_advantages``).
+
+``data`` (kind ``pytree``) is ``{"params": base}``: the frozen base policy, which is both the
+starting point and the KL reference; :func:`data_from_params` builds it from an SFT run's
+``params``. With ``data=None`` GRPO starts from a random init and the reference is that
+init (kept in the state); this is for tests and for tasks easy enough to learn from
+scratch.
+
+DAPO dynamic sampling keeps shapes fixed: groups whose rewards are all equal are masked out
+of the loss, and ``rollout/effective_groups`` reports the share that remained.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from rlzoo.core import group_advantages as ga
+from rlzoo.core import objectives as obj
+from rlzoo.core.agent import Agent
+from rlzoo.core.agent import make_train as make_train_from_agent
+from rlzoo.core.batching import shuffled_minibatches
+from rlzoo.core.hparams import static, traced
+from rlzoo.core.token_eval import (
+    TOKEN_EVAL_METRICS,
+    evaluate_heldout,
+    make_token_model,
+    next_token,
+)
+from rlzoo.envs import Environment
+from rlzoo.envs.tokens import EOS, PAD, TokenTask, completion_lengths, completion_mask, token_task
+from rlzoo.nets.transformer import Transformer, completion_log_probs, sample
+
+
+@struct.dataclass
+class Config:
+    """GRPO-family hyperparameters."""
+
+    # Traced: may be batched for a sweep.
+    learning_rate: float = traced(3e-4, "Adam step size.")
+    max_grad_norm: float = traced(1.0, "Global gradient-norm clip.")
+    temperature: float = traced(1.0, "Sampling temperature (also of the trained policy).")
+    clip_eps: float = traced(0.2, "ppo_clip / dual_clip: ratio within [1 - eps, 1 + eps].")
+    clip_eps_low: float = traced(0.2, "clip_higher: lower epsilon (DAPO 0.2).")
+    clip_eps_high: float = traced(0.28, "clip_higher: upper epsilon (DAPO 0.28).")
+    dual_clip_c: float = traced(3.0, "dual_clip: loss of A < 0 tokens capped at -c A.")
+    apa_lambda: float = traced(
+        1.0, "apa: advantage scale, target log pi - log pi_ref = A / lambda."
+    )
+    bapo_c_low_start: float = traced(0.6, "bapo: lower ratio bound at the start of a search.")
+    bapo_c_high_start: float = traced(1.2, "bapo: upper ratio bound at the start of a search.")
+    bapo_c_low_max: float = traced(0.9, "bapo: the lower bound rises at most to this.")
+    bapo_c_high_max: float = traced(3.0, "bapo: the upper bound rises at most to this.")
+    bapo_d_low: float = traced(0.02, "bapo: step of the lower bound.")
+    bapo_d_high: float = traced(0.05, "bapo: step of the upper bound.")
+    bapo_rho0: float = traced(0.4, "bapo: target positive share (authors: pos/neg ratio).")
+    kl_coef: float = traced(0.0, "Weight of the KL(pi || reference) penalty in the loss.")
+    ent_coef: float = traced(0.0, "Weight of the entropy bonus.")
+    # Static: compiled into the program.
+    advantage: str = static("grpo", "grpo, dr_grpo, rloo or bnpo (rlzoo.core.group_advantages).")
+    policy_loss: str = static(
+        "ppo_clip", "ppo_clip, clip_higher, dual_clip, bapo, topr or apa (core.objectives)."
+    )
+    loss_aggregation: str = static("token_mean", "token_mean, sequence_mean or sequence_sum.")
+    bapo_ordering: str = static("paper", "bapo bound search: paper (default) or authors.")
+    kl_estimator: str = static("k3", "k1 or k3 estimator of the KL to the reference.")
+    dynamic_sampling: bool = static(False, "DAPO: mask groups whose rewards are all equal.")
+    overlong_penalty: bool = static(False, "DAPO soft overlong penalty added to rewards.")
+    overlong_cache: int = static(
+        2, "Overlong ramp over the budget's last tokens (needs the env's extra_length >= it)."
+    )
+    staleness: int = static(0, "Sample with the policy from this many updates ago.")
+    total_steps: int = static(4_096, "Budget per seed, in sampled completions.")
+    num_prompts: int = static(16, "Prompts per iteration.")
+    group_size: int = static(8, "Completions per prompt (G).")
+    num_epochs: int = static(2, "Passes over each batch of completions.")
+    num_minibatches: int = static(2, "Minibatches per epoch (split over completions).")
+    d_model: int = static(64, "Transformer width (must match the base policy).")
+    num_layers: int = static(2, "Transformer blocks (must match the base policy).")
+    num_heads: int = static(4, "Attention heads per block (must match the base policy).")
+    num_eval_episodes: int = static(64, "Held-out prompts per evaluation.")
+    eval_k: int = static(4, "Samples per held-out prompt for pass@k.")
+
+
+PRESETS: dict[str, dict[str, Any]] = {}
+
+STEP_UNIT = "samples"
+SCORE_KEY = "eval/pass@1"
+DATA_KIND = "pytree"  # {"params": base policy} or None (random init, reference = init)
+METRICS = {
+    "loss/total": "policy loss + kl_coef * KL - ent_coef * entropy, mean over SGD steps",
+    "loss/policy": "the policy_loss, aggregated by loss_aggregation",
+    "policy/entropy": "mean per-token entropy of the policy on the completions",
+    "policy/kl_ref": "KL(pi || reference) per token (kl_estimator), mean",
+    "policy/approx_kl": "KL(behaviour || pi) per token, (r - 1) - log r, mean",
+    "policy/clip_low": "lower ratio bound used (bapo: chosen per minibatch; topr 0; apa 0)",
+    "policy/clip_high": "upper ratio bound used (topr: 1, the negatives' cap; apa: 0)",
+    "policy/clip_frac_low": "share of tokens with A < 0 whose ratio fell below the bound",
+    "policy/clip_frac_high": "share of tokens with A > 0 whose ratio rose above the bound",
+    "policy/rho": "BAPO's positive-contribution share at the bounds used",
+    "policy/ratio": "mean importance ratio pi / behaviour over tokens",
+    "policy/grad_norm": "global gradient norm before clipping",
+    "rollout/reward": "mean reward of the sampled completions",
+    "rollout/solved": "share of sampled training completions that are exactly right",
+    "rollout/response_length": "mean completion length in tokens (EOS included)",
+    "rollout/effective_groups": "share of groups with signal (not all rewards equal)",
+    **TOKEN_EVAL_METRICS,
+}
+
+
+def default_config(env_id: str) -> Config:
+    del env_id
+    return Config()
+
+
+def data_from_params(params: Any) -> dict[str, Any]:
+    """GRPO's ``data`` from a base policy's parameters (e.g. an SFT state's ``params``)."""
+    return {"params": params}
+
+
+def data_from_sft_state(sft_state: Any, seed: int | None = None) -> dict[str, Any]:
+    """GRPO's ``data`` from an ``sft`` ``TrainState`` (one seed of a batch if ``seed``)."""
+    params = sft_state.params
+    if seed is not None:
+        params = jax.tree.map(lambda x: x[seed], params)
+    return data_from_params(params)
+
+
+def from_base(base_agent: str, base_config: Any, base_state: Any) -> tuple[dict, dict]:
+    """``--base``: an ``sft`` run's policy becomes GRPO's start and KL reference.
+
+    Returns ``(data, config overrides)``; the overrides give GRPO the base's network shape.
+    """
+    if base_agent != "sft":
+        raise ValueError(f"grpo starts from an sft run, but the --base run is {base_agent!r}.")
+    shape = {name: getattr(base_config, name) for name in ("d_model", "num_layers", "num_heads")}
+    return data_from_sft_state(base_state), shape
+
+
+@struct.dataclass
+class TrainState:
+    params: Any
+    opt_state: Any
+    history: Any  # [staleness, ...] earlier params, oldest first (None when staleness = 0)
+    reference: Any  # the KL reference when no base policy is given as data, else None
+    key: jax.Array
+    iteration: jax.Array
+    config: Config
+
+
+@struct.dataclass
+class Batch:
+    """What the loss reads; shuffled into minibatches over completions."""
+
+    prompts: jax.Array
+    completions: jax.Array
+    mask: jax.Array  # [N, T] tokens that count (up to EOS, informative groups)
+    advantages: jax.Array  # [N]
+    behaviour_log_probs: jax.Array  # [N, T]
+    reference_log_probs: jax.Array  # [N, T]
+
+
+def check_config(config: Config) -> None:
+    checks = {
+        "advantage": ga.ADVANTAGES,
+        "policy_loss": obj.POLICY_LOSSES,
+        "loss_aggregation": obj.LOSS_AGGREGATIONS,
+        "kl_estimator": obj.KL_ESTIMATORS,
+        "bapo_ordering": obj.BAPO_ORDERINGS,
+    }
+    for name, allowed in checks.items():
+        if getattr(config, name) not in allowed:
+            raise ValueError(f"{name}={getattr(config, name)!r}; one of {', '.join(allowed)}")
+    if config.group_size < 2:
+        raise ValueError(
+            f"group_size = {config.group_size}: group-relative advantages need G >= 2."
+        )
+    for name in ("num_prompts", "num_epochs", "num_minibatches", "num_eval_episodes", "eval_k"):
+        if getattr(config, name) < 1:
+            raise ValueError(f"{name} must be >= 1, got {getattr(config, name)}")
+    if config.staleness < 0:
+        raise ValueError(f"staleness must be >= 0, got {config.staleness}")
+    batch = config.num_prompts * config.group_size
+    if batch % config.num_minibatches:
+        raise ValueError(
+            f"num_prompts x group_size = {batch} completions do not split into "
+            f"num_minibatches = {config.num_minibatches}."
+        )
+    if config.total_steps < batch:
+        raise ValueError(f"total_steps = {config.total_steps} is less than one batch ({batch}).")
+    obj.check_bapo_settings(bapo_settings(config))
+
+
+def bapo_settings(cfg: Config) -> dict[str, Any]:
+    return dict(
+        c_low_start=cfg.bapo_c_low_start,
+        c_high_start=cfg.bapo_c_high_start,
+        c_low_max=cfg.bapo_c_low_max,
+        c_high_max=cfg.bapo_c_high_max,
+        d_low=cfg.bapo_d_low,
+        d_high=cfg.bapo_d_high,
+        rho0=cfg.bapo_rho0,
+        ordering=cfg.bapo_ordering,
+    )
+
+
+def make_optimizer(cfg: Config) -> optax.GradientTransformation:
+    return optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm), optax.adam(cfg.learning_rate))
+
+
+def policy_loss(cfg: Config, log_probs, batch: Batch):
+    """Per-token loss of ``cfg.policy_loss`` and the ratio bounds it used."""
+    log_ratio = log_probs - batch.behaviour_log_probs
+    adv = jnp.broadcast_to(batch.advantages[:, None], log_ratio.shape)
+    mask = batch.mask
+    name = cfg.policy_loss
+    if name == "ppo_clip":
+        low, high = 1.0 - cfg.clip_eps, 1.0 + cfg.clip_eps
+        loss, info = obj.ppo_clip(log_ratio, adv, mask, cfg.clip_eps)
+    elif name == "clip_higher":
+        low, high = 1.0 - cfg.clip_eps_low, 1.0 + cfg.clip_eps_high
+        loss, info = obj.clip_higher(log_ratio, adv, mask, cfg.clip_eps_low, cfg.clip_eps_high)
+    elif name == "dual_clip":
+        low, high = 1.0 - cfg.clip_eps, 1.0 + cfg.clip_eps
+        loss, info = obj.dual_clip(log_ratio, adv, mask, cfg.clip_eps, cfg.dual_clip_c)
+    elif name == "bapo":
+        ratios = jax.lax.stop_gradient(jnp.exp(log_ratio))
+        probs = jnp.exp(batch.behaviour_log_probs)
+        low, high = obj.bapo_clip_bounds(ratios, adv, probs, mask, **bapo_settings(cfg))
+        loss, info = obj.bapo(log_ratio, adv, mask, low, high)
+    elif name == "topr":
+        low, high = jnp.asarray(0.0), jnp.asarray(1.0)  # negatives' sequence ratio in [0, 1]
+        loss, info = obj.topr(log_ratio, adv, mask, log_probs)
+    else:  # apa
+        low, high = jnp.asarray(0.0), jnp.asarray(0.0)  # APA does not clip: reported as 0
+        loss, info = obj.apa(log_probs, batch.reference_log_probs, adv, mask, cfg.apa_lambda)
+    return loss, info, log_ratio, adv, low, high
+
+
+def compute_loss(params, model: Transformer, cfg: Config, batch: Batch):
+    log_probs, entropy = completion_log_probs(
+        model, params, batch.prompts, batch.completions, cfg.temperature
+    )
+    loss, info, log_ratio, adv, low, high = policy_loss(cfg, log_probs, batch)
+    mask = batch.mask
+    how = cfg.loss_aggregation
+    pg = obj.aggregate(loss, mask, how)
+    kl = obj.kl_estimate(log_probs, batch.reference_log_probs, cfg.kl_estimator)
+    ent = obj.aggregate(entropy, mask, how)
+    total = pg + cfg.kl_coef * obj.aggregate(kl, mask, how) - cfg.ent_coef * ent
+    ratio = jax.lax.stop_gradient(jnp.exp(log_ratio))
+    probs = jnp.exp(batch.behaviour_log_probs)
+    count = jnp.maximum(mask.sum(), 1)
+    metrics = {
+        "loss/total": total,
+        "loss/policy": pg,
+        "policy/entropy": jnp.sum(entropy * mask) / count,
+        "policy/kl_ref": jnp.sum(kl * mask) / count,
+        "policy/approx_kl": jnp.sum((jnp.expm1(log_ratio) - log_ratio) * mask) / count,
+        "policy/clip_low": low,
+        "policy/clip_high": high,
+        "policy/clip_frac_low": jnp.sum(info.get("clipped_low", jnp.zeros_like(mask))) / count,
+        "policy/clip_frac_high": jnp.sum(info.get("clipped_high", jnp.zeros_like(mask))) / count,
+        "policy/rho": obj.bapo_positive_share(
+            ratio, adv, probs, mask, jnp.clip(low, 0.0, 1.0), jnp.clip(high, 1.0, 1e6)
+        ),
+        "policy/ratio": jnp.sum(ratio * mask) / count,
+    }
+    return total, metrics
+
+
+def rollout(model: Transformer, task: TokenTask, cfg: Config, params, reference, key):
+    """Sample, score and build the learning batch (advantages, masks, log-probs)."""
+    prompt_key, sample_key = jax.random.split(key)
+    prompts = task.prompts(prompt_key, cfg.num_prompts, "train")
+    prompts = jnp.repeat(prompts, cfg.group_size, axis=0)  # group members adjacent
+    n = task.completion_length
+    completions, _ = sample(model, params, prompts, sample_key, n, cfg.temperature, EOS, PAD)
+    # Behaviour log-probs from the same full forward pass that training uses.
+    behaviour, _ = completion_log_probs(model, params, prompts, completions, cfg.temperature)
+    ref, _ = completion_log_probs(model, reference, prompts, completions, cfg.temperature)
+    rewards = task.score(prompts, completions)
+    lengths = completion_lengths(completions)
+    if cfg.overlong_penalty:
+        rewards = rewards + obj.overlong_penalty(lengths, n, cfg.overlong_cache)
+    grouped = rewards.reshape(cfg.num_prompts, cfg.group_size)
+    advantages = ga.group_advantages(grouped, cfg.advantage).reshape(-1)
+    informative = ga.informative_groups(grouped)
+    keep = jnp.repeat(informative, cfg.group_size) if cfg.dynamic_sampling else True
+    mask = completion_mask(completions) & jnp.reshape(keep, (-1, 1))
+    batch = Batch(
+        prompts,
+        completions,
+        mask,
+        advantages,
+        jax.lax.stop_gradient(behaviour),
+        jax.lax.stop_gradient(ref),
+    )
+    stats = {
+        "rollout/reward": rewards.mean(),
+        "rollout/solved": task.solved(prompts, completions).mean(),
+        "rollout/response_length": lengths.mean().astype(jnp.float32),
+        "rollout/effective_groups": informative.mean(),
+    }
+    return batch, stats
+
+
+def update(model: Transformer, task: TokenTask, state: TrainState, data: Any = None):
+    """One GRPO iteration: sample groups, score, advantages, epochs of minibatch SGD."""
+    cfg = state.config
+    reference = state.reference if data is None else data["params"]
+    key, rollout_key = jax.random.split(state.key)
+
+    # SAMPLE with the behaviour policy (``staleness`` updates old) AND SCORE
+    behaviour = state.params if cfg.staleness == 0 else jax.tree.map(lambda h: h[0], state.history)
+    batch, stats = rollout(model, task, cfg, behaviour, reference, rollout_key)
+
+    # EPOCHS OF MINIBATCH SGD
+    tx = make_optimizer(cfg)
+
+    def sgd_step(carry, minibatch):
+        params, opt_state = carry
+        grads, metrics = jax.grad(compute_loss, has_aux=True)(params, model, cfg, minibatch)
+        metrics["policy/grad_norm"] = optax.tree.norm(grads)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state), metrics
+
+    def epoch(carry, _):
+        params, opt_state, key = carry
+        key, perm_key = jax.random.split(key)
+        minibatches = shuffled_minibatches(perm_key, batch, cfg.num_minibatches)
+        (params, opt_state), metrics = jax.lax.scan(sgd_step, (params, opt_state), minibatches)
+        return (params, opt_state, key), metrics
+
+    (params, opt_state, key), metrics = jax.lax.scan(
+        epoch, (state.params, state.opt_state, key), None, cfg.num_epochs
+    )
+    history = state.history
+    if cfg.staleness:
+        history = jax.tree.map(
+            lambda h, p: jnp.concatenate([h[1:], p[None]]), state.history, state.params
+        )
+    metrics = jax.tree.map(jnp.mean, metrics)
+    metrics.update(stats)
+    state = state.replace(
+        params=params,
+        opt_state=opt_state,
+        history=history,
+        key=key,
+        iteration=state.iteration + 1,
+    )
+    return state, metrics
+
+
+def act(model, prompt_length, params, obs, key, deterministic):
+    """Next token for step-interface observations (prompt, completion so far, padding)."""
+    logits = next_token(model, params, obs, prompt_length)
+    return jnp.argmax(logits, -1) if deterministic else jax.random.categorical(key, logits)
+
+
+def policy_params(state: TrainState) -> Any:
+    return state.params
+
+
+def make_agent(config: Config, env: Environment, env_params: Any = None) -> Agent:
+    """GRPO's ``init``, ``update``, ``evaluate`` and ``act`` for a token task."""
+    check_config(config)
+    task = token_task(env)
+    if config.overlong_penalty and task.extra_length < config.overlong_cache:
+        raise ValueError(
+            f"overlong_penalty ramps over the last overlong_cache = {config.overlong_cache} "
+            f"tokens of the completion budget, but {env.id} has extra_length = "
+            f"{task.extra_length} tokens beyond its answer, so right answers would be "
+            "penalised; make the env with extra_length >= overlong_cache."
+        )
+    model = make_token_model(config, task)
+
+    def init(key: jax.Array, cfg: Config = config, data: Any = None) -> TrainState:
+        key, net_key = jax.random.split(key)
+        if data is None:
+            params = model.init(net_key, jnp.zeros((1, model.max_length), jnp.int32))
+            reference = params
+        else:
+            params, reference = data["params"], None
+            expected = jax.eval_shape(
+                model.init, net_key, jnp.zeros((1, model.max_length), jnp.int32)
+            )
+            if jax.tree.structure(expected) != jax.tree.structure(params) or any(
+                a.shape != b.shape
+                for a, b in zip(jax.tree.leaves(expected), jax.tree.leaves(params), strict=True)
+            ):
+                raise ValueError(
+                    "the base policy's parameters do not fit this model; use the same "
+                    "d_model, num_layers, num_heads and task as the SFT run."
+                )
+        history = None
+        if cfg.staleness:
+            history = jax.tree.map(lambda p: jnp.stack([p] * cfg.staleness), params)
+        return TrainState(
+            params=params,
+            opt_state=make_optimizer(cfg).init(params),
+            history=history,
+            reference=reference,
+            key=key,
+            iteration=jnp.zeros((), jnp.int32),
+            config=cfg,
+        )
+
+    def evaluate(state: TrainState, key: jax.Array, data: Any = None) -> dict[str, jax.Array]:
+        return evaluate_heldout(
+            model, state.params, task, key, config.num_eval_episodes, config.eval_k
+        )
+
+    batch = config.num_prompts * config.group_size
+    return Agent(
+        init=init,
+        update=functools.partial(update, model, task),
+        evaluate=evaluate,
+        act=functools.partial(act, model, task.prompt_length),
+        policy_params=policy_params,
+        num_iterations=config.total_steps // batch,
+        steps_per_iteration=batch,
+        step_unit=STEP_UNIT,
+        score_key=SCORE_KEY,
+        metrics=METRICS,
+        data_kind=DATA_KIND,
+    )
+
+
+def make_train(config: Config, env: Environment, env_params: Any = None):
+    """``train(key, config=config, data=None or data_from_params(base))``."""
+    return make_train_from_agent(make_agent(config, env, env_params), config)

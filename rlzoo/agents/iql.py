@@ -1,0 +1,331 @@
+"""Implicit Q-Learning (Kostrikov, Nair & Levine, 2022): offline RL without querying unseen actions.
+
+    train = jax.jit(jax.vmap(iql.make_train(cfg, env, env_params), in_axes=(0, None, None)))
+    state, metrics = train(keys, cfg, dataset)   # dataset: dict of arrays
+
+Three losses, in the order of the paper's released code per gradient step:
+* value: expectile regression of ``V(s)`` on ``min_i Q'_i(s, a)`` for dataset actions,
+  ``|expectile - 1(u < 0)| * u^2`` with ``u = Q' - V`` (expectile 0.7 for locomotion);
+* policy extraction: advantage-weighted regression, ``-exp(beta * (Q' - V)) * log pi(a|s)``
+  with the weight clipped at 100 (beta, the inverse temperature, 3.0);
+* critics: ``Q_i(s, a) -> r + gamma * (1 - terminated) * V(s')``; polyak targets (0.005).
+Adam 3e-4, batch 256, two 256-unit layers. The policy is a Gaussian around a tanh mean with
+a state-independent log std, in the unit box (``rlzoo.nets.ActionBounds``). States are
+normalised by the dataset's mean and std + 1e-3 (as CORL does); rewards may be scaled by
+``1000 / (max - min episode return)`` (the paper's locomotion setting, ``normalize_rewards``,
+on in the Brax preset). ``sampler`` draws minibatches uniformly or by trajectory weight.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from rlzoo.core.agent import Agent
+from rlzoo.core.agent import make_train as make_train_from_agent
+from rlzoo.core.evaluation import EVAL_METRICS, episode_evaluator
+from rlzoo.core.hparams import static, traced
+from rlzoo.core.reductions import polyak
+from rlzoo.data.sampling import (
+    SAMPLERS,
+    ObsScale,
+    dataset_scale,
+    episode_returns,
+    sample_batch,
+    sampling_cdf,
+)
+from rlzoo.data.store import check_dataset
+from rlzoo.envs import Box, ClipAction, Environment
+from rlzoo.nets import ActionBounds, GaussianActor, QNetwork, ValueNetwork, gaussian_log_prob
+
+
+@struct.dataclass
+class Config:
+    """IQL hyperparameters. Defaults are the paper's locomotion settings."""
+
+    # Traced: may be batched for a sweep.
+    learning_rate: float = traced(3e-4, "Adam step size of value, critics and policy.")
+    gamma: float = traced(0.99, "Discount factor.")
+    tau: float = traced(0.005, "Polyak rate of the target critics per gradient step.")
+    expectile: float = traced(0.7, "Expectile of the value regression (0.5: the mean).")
+    beta: float = traced(3.0, "Inverse temperature of the advantage weights.")
+    max_weight: float = traced(100.0, "Clip of the advantage weights exp(beta * A).")
+    weighting_temperature: float = traced(0.1, "Softmax temperature of trajectory weighting.")
+    # Static: compiled into the program.
+    total_steps: int = static(1_000_000, "Budget per seed, in gradient steps.")
+    updates_per_iteration: int = static(1_000, "Gradient steps per logged iteration.")
+    batch_size: int = static(256, "Transitions per gradient step, sampled with replacement.")
+    sampler: str = static("uniform", "'uniform', or trajectory weighting 'return' / 'advantage'.")
+    normalize_observations: bool = static(True, "Standardise states by dataset mean, std+1e-3.")
+    normalize_rewards: bool = static(False, "Scale rewards by 1000 / episode-return range.")
+    hidden_sizes: tuple[int, ...] = static((256, 256), "Policy, value and critic layer sizes.")
+    activation: str = static("relu", "tanh, relu, elu, silu or gelu.")
+    num_eval_episodes: int = static(16, "Episodes per evaluation, per policy mode and seed.")
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "brax": dict(normalize_rewards=True),  # the paper's MuJoCo locomotion setting
+}
+
+STEP_UNIT = "gradient_steps"
+SCORE_KEY = "eval/deterministic_return"
+DATA_KIND = "dataset"
+METRICS = {
+    "loss/value": "expectile loss of V against min Q', mean over the iteration",
+    "loss/critic": "squared error of both critics to r + gamma V(s'), summed over critics",
+    "loss/actor": "advantage-weighted negative log-likelihood of the dataset actions",
+    "value/v": "mean V(s) on the minibatches",
+    "value/advantage": "mean Q'(s, a) - V(s) on the minibatches",
+    "policy/weight": "mean clipped advantage weight",
+    **EVAL_METRICS,
+}
+
+
+def default_config(env_id: str) -> Config:
+    return Config(**PRESETS.get(env_id.split("/", 1)[0], {}))
+
+
+@struct.dataclass
+class TrainState:
+    actor_params: Any
+    value_params: Any
+    critic_params: Any
+    target_critic_params: Any
+    actor_opt: Any
+    value_opt: Any
+    critic_opt: Any
+    obs_scale: ObsScale
+    reward_scale: jax.Array
+    key: jax.Array
+    iteration: jax.Array
+    config: Config
+
+    @property
+    def params(self) -> Any:
+        """The actor's weights (what ``state.params`` means for every agent)."""
+        return self.actor_params
+
+
+@struct.dataclass
+class Networks:
+    actor: GaussianActor
+    value: ValueNetwork
+    critic: QNetwork
+
+
+def check_config(config: Config) -> None:
+    for name in ("updates_per_iteration", "batch_size", "num_eval_episodes"):
+        if getattr(config, name) < 1:
+            raise ValueError(f"{name} must be >= 1, got {getattr(config, name)}")
+    if config.sampler not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {SAMPLERS}, got {config.sampler!r}")
+    if config.total_steps < config.updates_per_iteration:
+        raise ValueError(
+            f"total_steps = {config.total_steps} is less than one iteration's "
+            f"updates_per_iteration = {config.updates_per_iteration}."
+        )
+
+
+# ----------------------------------------------------------------------------- losses
+
+
+def expectile_loss(diff: jax.Array, expectile: float | jax.Array) -> jax.Array:
+    """``mean |expectile - 1(diff < 0)| * diff^2``: an asymmetric squared error."""
+    weight = jnp.where(diff < 0, 1.0 - expectile, expectile)
+    return jnp.mean(weight * jnp.square(diff))
+
+
+def advantage_weights(
+    advantage: jax.Array, beta: float | jax.Array, max_weight: float | jax.Array
+) -> jax.Array:
+    """``min(exp(beta * A), max_weight)``, a constant of the policy gradient."""
+    return jax.lax.stop_gradient(jnp.minimum(jnp.exp(beta * advantage), max_weight))
+
+
+# ----------------------------------------------------------------------------- algorithm
+
+
+def learn_step(
+    nets: Networks,
+    bounds: ActionBounds,
+    data: dict[str, jax.Array],
+    cdf: jax.Array | None,
+    state: TrainState,
+    key: jax.Array,
+) -> tuple[TrainState, dict[str, jax.Array]]:
+    """Value, then policy, then critics, then the target critics."""
+    cfg = state.config
+    tx = optax.adam(cfg.learning_rate)
+    batch = sample_batch(key, data, cfg.batch_size, cdf)
+    obs = state.obs_scale(batch["observations"].astype(jnp.float32))
+    next_obs = state.obs_scale(batch["next_observations"].astype(jnp.float32))
+    actions = bounds.to_unit(batch["actions"].astype(jnp.float32))
+    rewards = batch["rewards"].astype(jnp.float32) * state.reward_scale
+    not_done = 1.0 - batch["terminated"].astype(jnp.float32)
+    target_q = nets.critic.apply(state.target_critic_params, obs, actions).min(axis=0)
+
+    # VALUE: expectile of the target Q over the dataset's actions.
+    def value_objective(params):
+        v = nets.value.apply(params, obs)
+        return expectile_loss(target_q - v, cfg.expectile), v
+
+    (value_loss, v), grads = jax.value_and_grad(value_objective, has_aux=True)(state.value_params)
+    updates, value_opt = tx.update(grads, state.value_opt, state.value_params)
+    value_params = optax.apply_updates(state.value_params, updates)
+
+    # POLICY: advantage-weighted regression on the dataset actions (the new V).
+    advantage = target_q - nets.value.apply(value_params, obs)
+    weights = advantage_weights(advantage, cfg.beta, cfg.max_weight)
+
+    def actor_objective(params):
+        mean, log_std = nets.actor.apply(params, obs)
+        return -jnp.mean(weights * gaussian_log_prob(mean, log_std, actions))
+
+    actor_loss, grads = jax.value_and_grad(actor_objective)(state.actor_params)
+    updates, actor_opt = tx.update(grads, state.actor_opt, state.actor_params)
+    actor_params = optax.apply_updates(state.actor_params, updates)
+
+    # CRITICS: one-step backup through V(s'), never through a policy action.
+    target = rewards + cfg.gamma * not_done * nets.value.apply(value_params, next_obs)
+
+    def critic_objective(params):
+        q = nets.critic.apply(params, obs, actions)
+        return jnp.square(q - target).mean(axis=1).sum()
+
+    critic_loss, grads = jax.value_and_grad(critic_objective)(state.critic_params)
+    updates, critic_opt = tx.update(grads, state.critic_opt, state.critic_params)
+    critic_params = optax.apply_updates(state.critic_params, updates)
+
+    state = state.replace(
+        actor_params=actor_params,
+        value_params=value_params,
+        critic_params=critic_params,
+        target_critic_params=polyak(state.target_critic_params, critic_params, cfg.tau),
+        actor_opt=actor_opt,
+        value_opt=value_opt,
+        critic_opt=critic_opt,
+    )
+    return state, {
+        "loss/value": value_loss,
+        "loss/critic": critic_loss,
+        "loss/actor": actor_loss,
+        "value/v": v.mean(),
+        "value/advantage": advantage.mean(),
+        "policy/weight": weights.mean(),
+    }
+
+
+def update(
+    nets: Networks, bounds: ActionBounds, state: TrainState, data: dict[str, jax.Array]
+) -> tuple[TrainState, dict[str, jax.Array]]:
+    """``updates_per_iteration`` gradient steps on minibatches drawn from ``data``."""
+    cfg = state.config
+    cdf = sampling_cdf(data, cfg.sampler, cfg.weighting_temperature)
+    key, scan_key = jax.random.split(state.key)
+    state, metrics = jax.lax.scan(
+        lambda s, k: learn_step(nets, bounds, data, cdf, s, k),
+        state.replace(key=key),
+        jax.random.split(scan_key, cfg.updates_per_iteration),
+    )
+    return state.replace(iteration=state.iteration + 1), jax.tree.map(jnp.mean, metrics)
+
+
+def act(
+    nets: Networks,
+    bounds: ActionBounds,
+    params: tuple[ObsScale, Any],
+    obs: jax.Array,
+    key: jax.Array,
+    deterministic: bool,
+) -> jax.Array:
+    """``params = (state normalisation, actor params)``; env-unit actions."""
+    obs_scale, actor_params = params
+    mean, log_std = nets.actor.apply(actor_params, obs_scale(obs))
+    if not deterministic:
+        mean = jnp.clip(mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape), -1.0, 1.0)
+    return bounds.to_env(mean)
+
+
+def policy_params(state: TrainState) -> tuple[ObsScale, Any]:
+    return state.obs_scale, state.actor_params
+
+
+# ----------------------------------------------------------------------------- binding
+
+
+def make_agent(config: Config, env: Environment, env_params: Any = None) -> Agent:
+    """IQL's ``init``, ``update``, ``evaluate`` and ``act`` (``rlzoo.core.agent``)."""
+    check_config(config)
+    env_params = env.default_params if env_params is None else env_params
+    action_space = env.action_space(env_params)
+    if not isinstance(action_space, Box) or len(action_space.shape) != 1:
+        raise ValueError(f"IQL needs a vector Box action space, got {action_space!r}")
+    action_dim = action_space.shape[0]
+    bounds = ActionBounds(action_space.low, action_space.high)
+    nets = Networks(
+        actor=GaussianActor(action_dim, config.hidden_sizes, config.activation),
+        value=ValueNetwork(config.hidden_sizes, config.activation),
+        critic=QNetwork(config.hidden_sizes, config.activation),
+    )
+    obs_shape = tuple(env.observation_space(env_params).shape)
+    bound_act = functools.partial(act, nets, bounds)
+
+    def init(key: jax.Array, cfg: Config = config, data: Any = None) -> TrainState:
+        check_dataset(data, env, env_params)
+        key, actor_key, value_key, critic_key = jax.random.split(key, 4)
+        if cfg.normalize_observations:
+            obs_scale = dataset_scale(data["observations"])
+        else:
+            obs_scale = ObsScale(jnp.zeros(obs_shape), jnp.ones(obs_shape))
+        reward_scale = jnp.ones((), jnp.float32)
+        if cfg.normalize_rewards:
+            _, returns, valid = episode_returns(data)
+            spread = jnp.max(jnp.where(valid, returns, -jnp.inf)) - jnp.min(
+                jnp.where(valid, returns, jnp.inf)
+            )
+            reward_scale = jnp.where(spread > 0, 1000.0 / spread, 1.0)
+        dummy_obs = jnp.zeros(obs_shape, jnp.float32)
+        actor_params = nets.actor.init(actor_key, dummy_obs)
+        value_params = nets.value.init(value_key, dummy_obs)
+        critic_params = nets.critic.init(critic_key, dummy_obs, jnp.zeros((action_dim,)))
+        tx = optax.adam(cfg.learning_rate)
+        return TrainState(
+            actor_params=actor_params,
+            value_params=value_params,
+            critic_params=critic_params,
+            target_critic_params=critic_params,
+            actor_opt=tx.init(actor_params),
+            value_opt=tx.init(value_params),
+            critic_opt=tx.init(critic_params),
+            obs_scale=obs_scale,
+            reward_scale=reward_scale,
+            key=key,
+            iteration=jnp.zeros((), jnp.int32),
+            config=cfg,
+        )
+
+    return Agent(
+        init=init,
+        update=functools.partial(update, nets, bounds),
+        evaluate=episode_evaluator(
+            bound_act, policy_params, ClipAction(env), env_params, config.num_eval_episodes
+        ),
+        act=bound_act,
+        policy_params=policy_params,
+        num_iterations=config.total_steps // config.updates_per_iteration,
+        steps_per_iteration=config.updates_per_iteration,
+        step_unit=STEP_UNIT,
+        score_key=SCORE_KEY,
+        metrics=METRICS,
+        data_kind=DATA_KIND,
+    )
+
+
+def make_train(config: Config, env: Environment, env_params: Any = None):
+    """``train(key, config=config, data=dataset) -> (final_state, per-iteration metrics)``."""
+    return make_train_from_agent(make_agent(config, env, env_params), config)

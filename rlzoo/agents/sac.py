@@ -1,0 +1,410 @@
+"""Soft Actor-Critic with automatic temperature (Haarnoja et al., 2018b), continuous actions.
+
+    train = jax.jit(jax.vmap(sac.make_train(sac.Config(), env, env_params)))
+    state, metrics = train(jax.random.split(jax.random.key(0), 8))
+
+The file, top to bottom: ``Config``, ``PRESETS``, the state, the losses (``critic_loss``,
+``actor_loss``, ``temperature_loss``), one gradient step (``learn_step``), ``update`` (one
+iteration: collect, then learn), ``act``, ``make_agent``, ``make_train``.
+
+One iteration steps each of ``num_envs`` envs ``num_steps`` times into the replay buffer
+(``rlzoo.data.replay``, which lives in the state), then takes ``utd_ratio`` gradient steps
+per environment step collected. Before ``learning_starts`` env steps the actions are uniform
+and no parameter moves (the gradient steps are still computed and discarded, so the
+``loss/`` metrics of those iterations describe steps that were not applied). The actor is a
+tanh-squashed Gaussian acting in the unit box (``rlzoo.nets.ActionBounds`` maps it to the
+env's bounds); two critics with polyak targets; the temperature ``alpha`` is learned so that
+the policy entropy tracks ``target_entropy_scale * action_dim`` (-1 per dimension: the SAC
+paper's rule). Truncated episodes bootstrap from their final observation, terminated ones do
+not.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from rlzoo.core.agent import Agent
+from rlzoo.core.agent import make_train as make_train_from_agent
+from rlzoo.core.evaluation import EVAL_METRICS, episode_evaluator
+from rlzoo.core.hparams import static, traced
+from rlzoo.core.reductions import polyak
+from rlzoo.data.replay import ReplayBuffer, rollout_into_replay
+from rlzoo.envs import Box, ClipAction, Environment, EpisodeStatistics, VectorEnv
+from rlzoo.nets import ActionBounds, QNetwork, TanhGaussianActor, sample_tanh_gaussian
+
+
+@struct.dataclass
+class Config:
+    """SAC hyperparameters. Defaults are CleanRL's ``sac_continuous_action`` settings."""
+
+    # Traced: may be batched for a sweep.
+    learning_rate: float = traced(3e-4, "Adam step size of actor, critics and temperature.")
+    gamma: float = traced(0.99, "Discount factor.")
+    tau: float = traced(0.005, "Polyak rate of the target critics per gradient step.")
+    init_alpha: float = traced(1.0, "Initial temperature (entropy weight).")
+    target_entropy_scale: float = traced(-1.0, "Target entropy per action dimension.")
+    reward_scale: float = traced(1.0, "Multiplies env rewards before learning.")
+    # Static: compiled into the program.
+    total_steps: int = static(100_000, "Budget per seed, in env steps.")
+    num_envs: int = static(1, "Parallel envs per seed.")
+    num_steps: int = static(100, "Env steps per env and iteration.")
+    utd_ratio: float = static(1.0, "Gradient steps per env step collected (update-to-data).")
+    batch_size: int = static(256, "Transitions per gradient step.")
+    buffer_size: int = static(1_000_000, "Replay capacity in transitions (all envs).")
+    learning_starts: int = static(5_000, "Env steps of uniform actions before learning.")
+    n_step: int = static(1, "Steps of reward summed before bootstrapping (n-step returns).")
+    replay_backend: str = static("flashbax", "'flashbax' or 'ring' (rlzoo.data.replay).")
+    hidden_sizes: tuple[int, ...] = static((256, 256), "Actor and critic layer sizes.")
+    activation: str = static("relu", "tanh, relu, elu, silu or gelu.")
+    num_eval_episodes: int = static(16, "Episodes per evaluation, per policy mode and seed.")
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # Brax locomotion: more envs per seed so that the device does not idle per step.
+    "brax": dict(num_envs=8, num_steps=16, learning_starts=8_192, total_steps=1_000_000),
+}
+
+STEP_UNIT = "env_steps"
+SCORE_KEY = "eval/deterministic_return"
+DATA_KIND = None  # SAC learns from its own replay buffer
+METRICS = {
+    "loss/critic": "mean squared soft Bellman error, summed over the two critics",
+    "loss/actor": "alpha * log pi - min Q, mean over the batch",
+    "loss/temperature": "-log alpha * (log pi + target entropy), mean over the batch",
+    "policy/entropy": "minus the mean log-density of the policy's actions",
+    "policy/alpha": "the temperature",
+    "value/q": "mean Q of the replayed actions (first critic)",
+    "rollout/episode_return": "return of the latest completed episode, mean over envs",
+    "rollout/episode_length": "length of the latest completed episode, mean over envs",
+    "rollout/episodes_completed": "episodes that ended during the iteration's collection",
+    **EVAL_METRICS,
+}
+
+
+def default_config(env_id: str) -> Config:
+    return Config(**PRESETS.get(env_id.split("/", 1)[0], {}))
+
+
+@struct.dataclass
+class TrainState:
+    actor_params: Any
+    critic_params: Any
+    target_critic_params: Any
+    log_alpha: jax.Array
+    actor_opt: Any
+    critic_opt: Any
+    alpha_opt: Any
+    replay: Any
+    env_state: Any
+    obs: jax.Array
+    key: jax.Array
+    iteration: jax.Array
+    config: Config
+
+    @property
+    def params(self) -> Any:
+        """The actor's weights (what ``state.params`` means for every agent)."""
+        return self.actor_params
+
+
+# What a gradient step changes (masked while warming up; the buffer is never copied).
+LEARNED = (
+    "actor_params",
+    "critic_params",
+    "target_critic_params",
+    "log_alpha",
+    "actor_opt",
+    "critic_opt",
+    "alpha_opt",
+)
+
+
+@struct.dataclass
+class Networks:
+    actor: TanhGaussianActor
+    critic: QNetwork
+    action_dim: int = struct.field(pytree_node=False)
+
+
+def check_config(config: Config) -> None:
+    for name in ("num_envs", "num_steps", "batch_size", "n_step", "num_eval_episodes"):
+        if getattr(config, name) < 1:
+            raise ValueError(f"{name} must be >= 1, got {getattr(config, name)}")
+    if config.utd_ratio <= 0:
+        raise ValueError(f"utd_ratio must be > 0, got {config.utd_ratio}")
+    per_iteration = config.num_envs * config.num_steps
+    if config.total_steps < per_iteration:
+        raise ValueError(
+            f"total_steps = {config.total_steps} is less than one iteration's "
+            f"num_envs * num_steps = {per_iteration}."
+        )
+    if config.buffer_size // config.num_envs < config.n_step + 1:
+        raise ValueError(
+            f"buffer_size = {config.buffer_size} over {config.num_envs} envs cannot hold an "
+            f"n_step = {config.n_step} window; raise buffer_size."
+        )
+
+
+def gradient_steps_per_iteration(config: Config) -> int:
+    return max(1, round(config.utd_ratio * config.num_envs * config.num_steps))
+
+
+def adam(cfg: Config) -> optax.GradientTransformation:
+    return optax.adam(cfg.learning_rate)
+
+
+# ----------------------------------------------------------------------------- losses
+
+
+def critic_loss(
+    critic_params: Any,
+    nets: Networks,
+    state: TrainState,
+    batch: dict[str, jax.Array],
+    key: jax.Array,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Soft Bellman error: ``Q(s, a) -> r + discount * (min Q'(s', a') - alpha log pi(a'|s'))``."""
+    mean, log_std = nets.actor.apply(state.actor_params, batch["next_observations"])
+    next_action, next_log_prob = sample_tanh_gaussian(key, mean, log_std)
+    next_q = nets.critic.apply(
+        state.target_critic_params, batch["next_observations"], next_action
+    ).min(axis=0)
+    alpha = jnp.exp(state.log_alpha)
+    target = batch["rewards"] * state.config.reward_scale + batch["discounts"] * (
+        next_q - alpha * next_log_prob
+    )
+    q = nets.critic.apply(critic_params, batch["observations"], batch["actions"])
+    loss = jnp.square(q - jax.lax.stop_gradient(target)).mean(axis=1).sum()
+    return loss, {"loss/critic": loss, "value/q": q[0].mean()}
+
+
+def actor_loss(
+    actor_params: Any,
+    nets: Networks,
+    state: TrainState,
+    observations: jax.Array,
+    key: jax.Array,
+) -> tuple[jax.Array, jax.Array]:
+    """``alpha * log pi(a|s) - min Q(s, a)`` with ``a`` reparameterised; aux: log pi."""
+    mean, log_std = nets.actor.apply(actor_params, observations)
+    action, log_prob = sample_tanh_gaussian(key, mean, log_std)
+    q = nets.critic.apply(state.critic_params, observations, action).min(axis=0)
+    alpha = jnp.exp(state.log_alpha)
+    return jnp.mean(alpha * log_prob - q), log_prob
+
+
+def temperature_loss(
+    log_alpha: jax.Array, log_prob: jax.Array, target_entropy: jax.Array
+) -> jax.Array:
+    """``-log alpha * (log pi + target entropy)``: alpha grows while entropy is below target."""
+    return -jnp.mean(log_alpha * jax.lax.stop_gradient(log_prob + target_entropy))
+
+
+# ----------------------------------------------------------------------------- algorithm
+
+
+def learn_step(
+    nets: Networks, buffer: ReplayBuffer, state: TrainState, key: jax.Array
+) -> tuple[TrainState, dict[str, jax.Array]]:
+    """One gradient step of the critics, then the actor and the temperature."""
+    cfg = state.config
+    tx = adam(cfg)
+    sample_key, critic_key, actor_key = jax.random.split(key, 3)
+    batch = buffer.sample(state.replay, sample_key, cfg.batch_size, cfg.n_step, cfg.gamma)
+
+    grads, metrics = jax.grad(critic_loss, has_aux=True)(
+        state.critic_params, nets, state, batch, critic_key
+    )
+    updates, critic_opt = tx.update(grads, state.critic_opt, state.critic_params)
+    critic_params = optax.apply_updates(state.critic_params, updates)
+    state = state.replace(critic_params=critic_params, critic_opt=critic_opt)
+
+    (loss, log_prob), grads = jax.value_and_grad(actor_loss, has_aux=True)(
+        state.actor_params, nets, state, batch["observations"], actor_key
+    )
+    updates, actor_opt = tx.update(grads, state.actor_opt, state.actor_params)
+    actor_params = optax.apply_updates(state.actor_params, updates)
+
+    target_entropy = cfg.target_entropy_scale * nets.action_dim
+    alpha_loss, alpha_grad = jax.value_and_grad(temperature_loss)(
+        state.log_alpha, log_prob, target_entropy
+    )
+    updates, alpha_opt = tx.update(alpha_grad, state.alpha_opt, state.log_alpha)
+    log_alpha = optax.apply_updates(state.log_alpha, updates)
+
+    state = state.replace(
+        actor_params=actor_params,
+        actor_opt=actor_opt,
+        log_alpha=log_alpha,
+        alpha_opt=alpha_opt,
+        target_critic_params=polyak(state.target_critic_params, critic_params, cfg.tau),
+    )
+    metrics.update(
+        {
+            "loss/actor": loss,
+            "loss/temperature": alpha_loss,
+            "policy/entropy": -log_prob.mean(),
+            "policy/alpha": jnp.exp(log_alpha),
+        }
+    )
+    return state, metrics
+
+
+def update(
+    nets: Networks,
+    env: Environment,
+    env_params: Any,
+    buffer: ReplayBuffer,
+    bounds: ActionBounds,
+    state: TrainState,
+    data: Any = None,
+) -> tuple[TrainState, dict[str, jax.Array]]:
+    """One iteration: ``num_envs x num_steps`` env steps into the buffer, then learning."""
+    del data
+    cfg = state.config
+    steps_done = state.iteration * cfg.num_envs * cfg.num_steps
+    warming_up = steps_done < cfg.learning_starts
+
+    # COLLECT: uniform actions while warming up, then the stochastic policy.
+    def policy(obs, key):
+        random_key, policy_key = jax.random.split(key)
+        mean, log_std = nets.actor.apply(state.actor_params, obs)
+        action, _ = sample_tanh_gaussian(policy_key, mean, log_std)
+        uniform = jax.random.uniform(random_key, action.shape, minval=-1.0, maxval=1.0)
+        action = jnp.where(warming_up, uniform, action)
+        return bounds.to_env(action), action
+
+    key, rollout_key, learn_key = jax.random.split(state.key, 3)
+    (env_state, obs, replay), rollout_stats = rollout_into_replay(
+        env,
+        env_params,
+        buffer,
+        policy,
+        (state.env_state, state.obs, state.replay),
+        rollout_key,
+        cfg.num_steps,
+    )
+    state = state.replace(env_state=env_state, obs=obs, replay=replay, key=key)
+
+    # LEARN: gradient steps on replayed minibatches; no parameter moves while warming up.
+    learning_now = steps_done + cfg.num_envs * cfg.num_steps > cfg.learning_starts
+    learned, metrics = jax.lax.scan(
+        lambda s, k: learn_step(nets, buffer, s, k),
+        state,
+        jax.random.split(learn_key, gradient_steps_per_iteration(cfg)),
+    )
+    state = state.replace(
+        **{
+            name: jax.tree.map(
+                lambda new, old: jnp.where(learning_now, new, old),
+                getattr(learned, name),
+                getattr(state, name),
+            )
+            for name in LEARNED
+        }
+    )
+    metrics = jax.tree.map(jnp.mean, metrics)
+    metrics.update(rollout_stats)
+    return state.replace(iteration=state.iteration + 1), metrics
+
+
+def act(
+    nets: Networks,
+    bounds: ActionBounds,
+    params: Any,
+    obs: jax.Array,
+    key: jax.Array,
+    deterministic: bool,
+) -> jax.Array:
+    """Env-unit actions: ``tanh(mean)`` when deterministic, a squashed sample otherwise."""
+    mean, log_std = nets.actor.apply(params, obs)
+    action = jnp.tanh(mean) if deterministic else sample_tanh_gaussian(key, mean, log_std)[0]
+    return bounds.to_env(action)
+
+
+def policy_params(state: TrainState) -> Any:
+    return state.actor_params
+
+
+# ----------------------------------------------------------------------------- binding
+
+
+def make_agent(config: Config, env: Environment, env_params: Any = None) -> Agent:
+    """SAC's ``init``, ``update``, ``evaluate`` and ``act`` for ``env`` (``rlzoo.core.agent``)."""
+    check_config(config)
+    env_params = env.default_params if env_params is None else env_params
+    action_space = env.action_space(env_params)
+    if not isinstance(action_space, Box) or len(action_space.shape) != 1:
+        raise ValueError(f"SAC needs a vector Box action space, got {action_space!r}")
+    action_dim = action_space.shape[0]
+    bounds = ActionBounds(action_space.low, action_space.high)
+    nets = Networks(
+        actor=TanhGaussianActor(action_dim, config.hidden_sizes, config.activation),
+        critic=QNetwork(config.hidden_sizes, config.activation),
+        action_dim=action_dim,
+    )
+    train_env = VectorEnv(EpisodeStatistics(env), config.num_envs)
+    buffer = ReplayBuffer(config.buffer_size, config.num_envs, config.replay_backend)
+    obs_shape = tuple(env.observation_space(env_params).shape)
+    bound_act = functools.partial(act, nets, bounds)
+
+    def init(key: jax.Array, cfg: Config = config, data: Any = None) -> TrainState:
+        del data
+        key, actor_key, critic_key, env_key = jax.random.split(key, 4)
+        obs, env_state = train_env.reset(env_key, env_params)
+        dummy_obs = jnp.zeros(obs_shape, jnp.float32)
+        dummy_action = jnp.zeros((action_dim,), jnp.float32)
+        actor_params = nets.actor.init(actor_key, dummy_obs)
+        critic_params = nets.critic.init(critic_key, dummy_obs, dummy_action)
+        log_alpha = jnp.log(jnp.asarray(cfg.init_alpha, jnp.float32))
+        tx = adam(cfg)
+        example = {
+            "observations": dummy_obs,
+            "actions": dummy_action,
+            "rewards": jnp.zeros((), jnp.float32),
+            "terminated": jnp.zeros((), bool),
+            "truncated": jnp.zeros((), bool),
+            "next_observations": dummy_obs,
+        }
+        return TrainState(
+            actor_params=actor_params,
+            critic_params=critic_params,
+            target_critic_params=critic_params,
+            log_alpha=log_alpha,
+            actor_opt=tx.init(actor_params),
+            critic_opt=tx.init(critic_params),
+            alpha_opt=tx.init(log_alpha),
+            replay=buffer.init(example),
+            env_state=env_state,
+            obs=obs,
+            key=key,
+            iteration=jnp.zeros((), jnp.int32),
+            config=cfg,
+        )
+
+    return Agent(
+        init=init,
+        update=functools.partial(update, nets, train_env, env_params, buffer, bounds),
+        evaluate=episode_evaluator(
+            bound_act, policy_params, ClipAction(env), env_params, config.num_eval_episodes
+        ),
+        act=bound_act,
+        policy_params=policy_params,
+        num_iterations=config.total_steps // (config.num_envs * config.num_steps),
+        steps_per_iteration=config.num_envs * config.num_steps,
+        step_unit=STEP_UNIT,
+        score_key=SCORE_KEY,
+        metrics=METRICS,
+        data_kind=DATA_KIND,
+    )
+
+
+def make_train(config: Config, env: Environment, env_params: Any = None):
+    """``train(key, config=config, data=None) -> (final_state, per-iteration metrics)``."""
+    return make_train_from_agent(make_agent(config, env, env_params), config)
