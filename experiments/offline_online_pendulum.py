@@ -13,6 +13,7 @@ import time
 
 import jax
 import numpy as np
+from common import record
 
 from rlzoo import envs
 from rlzoo.agents import sac, td3
@@ -26,6 +27,7 @@ def main() -> None:
     args = parser.parse_args()
     env, params = envs.make("gymnax/Pendulum-v1")
     keys = jax.random.split(jax.random.PRNGKey(0), args.seeds)
+    results = {}
     for name in args.agents.split(","):
         module = {"sac": sac, "td3": td3}[name]
         config = module.Config(
@@ -45,6 +47,21 @@ def main() -> None:
             f"(compile included); final deterministic return per seed {np.round(returns, 1)}, "
             f"mean {returns.mean():.1f}"
         )
+        results[name] = {"returns": returns.tolist(), "seconds_incl_compile": seconds}
+    lines = [
+        "| agent | seeds | env steps / seed | final deterministic return per seed | mean | min "
+        "| wall incl. compile (s) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, r in results.items():
+        returns = np.asarray(r["returns"])
+        lines.append(
+            f"| {name} | {args.seeds} | {args.total_steps:,} | "
+            f"{', '.join(f'{x:.0f}' for x in returns)} | {returns.mean():.1f} | "
+            f"{returns.min():.1f} | {r['seconds_incl_compile']:.0f} |"
+        )
+    table = "\n".join(lines) + "\n\nSAC and TD3 on gymnax/Pendulum-v1 (random play: about -1230)."
+    record("offline_online_pendulum", {"args": vars(args), "results": results, "table": table})
 
 
 if __name__ == "__main__":

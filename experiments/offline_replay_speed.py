@@ -14,6 +14,7 @@ import time
 
 import jax
 import jax.numpy as jnp
+from common import record
 
 from rlzoo.data.replay import BACKENDS, ReplayBuffer
 
@@ -58,6 +59,7 @@ def main() -> None:
     parser.add_argument("--n_step", type=int, default=1)
     args = parser.parse_args()
     keys = jax.random.split(jax.random.PRNGKey(0), args.seeds)
+    rates = {}
     for backend in BACKENDS:
         buffer = ReplayBuffer(args.capacity, args.num_envs, backend)
         run = program(buffer, args.iterations, args.batch_size, args.n_step)
@@ -73,6 +75,21 @@ def main() -> None:
             f"{args.iterations / best:,.0f} add+sample iterations/s per program "
             f"({args.iterations * args.seeds / best:,.0f} over all seeds)"
         )
+        rates[backend] = args.iterations / best
+    table = (
+        "| replay backend | seeds in one program | n-step | add + sample iterations/s |\n"
+        "|---|---|---|---|\n"
+        + "\n".join(
+            f"| {name} | {args.seeds} | {args.n_step} | {rate:,.0f} |"
+            for name, rate in rates.items()
+        )
+        + f"\n\nEach iteration adds {args.num_envs} transitions and samples {args.batch_size}; "
+        "best of three timings after compilation."
+    )
+    record(
+        f"offline_replay_speed_seeds{args.seeds}_n{args.n_step}",
+        {"args": vars(args), "iterations_per_second": rates, "table": table},
+    )
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+from common import record
 
 from rlzoo import agents, envs
 from rlzoo.analysis.stats import mean_interval
@@ -173,6 +174,7 @@ def main() -> None:
     summary = dict(vars(args), random_return=random_return, expert_return=expert_return,
                    wall_seconds=time.perf_counter() - start, rows=rows)  # fmt: skip
     (out / "results.json").write_text(json.dumps(summary, indent=1))
+    record("offline_suite", summary)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from common import record
 
 from rlzoo.agents import td3_bc
 from rlzoo.envs import Box, Environment
@@ -67,7 +68,9 @@ def main() -> None:
     data = jax.device_put(synthetic_dataset(args.transitions))
     config = td3_bc.Config(total_steps=args.updates, updates_per_iteration=args.updates)
     agent = td3_bc.make_agent(config, env)
-    print(f"device: {jax.devices()[0].device_kind}; matmul 256x256: {matmul_gflops():.0f} GFLOP/s")
+    gflops = matmul_gflops()
+    print(f"device: {jax.devices()[0].device_kind}; matmul 256x256: {gflops:.0f} GFLOP/s")
+    results = []
     for seeds in (int(s) for s in args.seeds.split(",")):
         keys = jax.random.split(jax.random.PRNGKey(0), seeds)
         init = jax.jit(jax.vmap(agent.init, in_axes=(0, None, None)))
@@ -85,6 +88,11 @@ def main() -> None:
             f"updates/s in all; 1e6 updates/seed would take {1e6 / per_seed / 60:.1f} min "
             f"(critic loss {float(np.mean(metrics['loss/critic'])):.3f})"
         )
+        results.append({"seeds": seeds, "updates_per_second_per_seed": per_seed})
+    record(
+        "offline_td3_bc_speed",
+        {"args": vars(args), "matmul_256_gflops": gflops, "results": results},
+    )
 
 
 if __name__ == "__main__":

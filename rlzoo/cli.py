@@ -24,7 +24,10 @@ from rlzoo.launch.runner import Interrupted, RunError, RunSpec
 FLAGS = flags.FLAGS
 flags.DEFINE_string("agent", "ppo", f"Agent: one of {', '.join(agents.AGENTS)}.")
 flags.DEFINE_string("env", "gymnax/CartPole-v1", "Env id, e.g. gymnax/CartPole-v1, brax/hopper.")
-flags.DEFINE_string("dataset", "", "Dataset (.npz) for agents that learn from data, e.g. bc.")
+flags.DEFINE_string(
+    "dataset", "", "Dataset for agents that learn from data (bc, td3_bc, iql, prdc, a2pr): a "
+    ".npz file, a Minari dataset folder, or minari:<dataset id>.",
+)  # fmt: skip
 flags.DEFINE_string("base", "", "Run directory whose trained agent this run starts from (grpo).")
 flags.DEFINE_integer("base_seed", 0, "Which agent of the --base run (its index in that run).")
 flags.DEFINE_integer("num_seeds", 8, "Independent agents trained in one program.")

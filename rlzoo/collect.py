@@ -39,30 +39,39 @@ from rlzoo.launch.files import read_json
 from rlzoo.nets import ActionBounds
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("env", "", "Env id; default: the run's env (required with --policy=random).")
-flags.DEFINE_string("policy", "random", "'random', or the run directory of a trained agent.")
-flags.DEFINE_integer("agent_index", 0, "Which agent (seed) of the run's batch acts.")
-flags.DEFINE_enum(
-    "source", "rollout", ["rollout", "replay"],
-    "Roll the policy, or export the run's replay buffer (off-policy agents).",
-)  # fmt: skip
-flags.DEFINE_float(
-    "action_noise", 0.0, "Gaussian action noise, as a fraction of half the action range "
-    "(continuous); probability of a random action (discrete).",
-)  # fmt: skip
-flags.DEFINE_bool("deterministic", True, "Act with the policy's mode (then add the noise).")
-flags.DEFINE_integer("num_envs", 10, "Parallel envs.")
-flags.DEFINE_integer("num_steps", 1000, "Steps per env.")
-flags.DEFINE_integer("seed", 0, "Seed of the rollout.")
-flags.DEFINE_string("dataset_id", "", "Minari dataset id to write, e.g. rlzoo/pendulum/random-v0.")
-flags.DEFINE_string("out", "", "Write a .npz file here instead of a Minari dataset.")
-flags.DEFINE_float("random_return", None, "Random-policy reference return; default: measured.")
-flags.DEFINE_float(
-    "expert_return", None, "Expert reference return (with the random one it defines the "
-    "normalised score); default: --expert_run's, else none.",
-)  # fmt: skip
-flags.DEFINE_string("expert_run", "", "Run directory whose policy's return is the expert one.")
-flags.DEFINE_integer("reference_episodes", 32, "Episodes per measured reference return.")
+
+
+def define_flags() -> None:
+    """The command line's flags; defined only when run as a program, so that importing this
+    module (for ``load_run`` / ``replay_dataset``) leaves ``rlzoo.train``'s flags alone."""
+    flags.DEFINE_string(
+        "env", "", "Env id; default: the run's env (required with --policy=random)."
+    )
+    flags.DEFINE_string("policy", "random", "'random', or the run directory of a trained agent.")
+    flags.DEFINE_integer("agent_index", 0, "Which agent (seed) of the run's batch acts.")
+    flags.DEFINE_enum(
+        "source", "rollout", ["rollout", "replay"],
+        "Roll the policy, or export the run's replay buffer (off-policy agents).",
+    )  # fmt: skip
+    flags.DEFINE_float(
+        "action_noise", 0.0, "Gaussian action noise, as a fraction of half the action range "
+        "(continuous); probability of a random action (discrete).",
+    )  # fmt: skip
+    flags.DEFINE_bool("deterministic", True, "Act with the policy's mode (then add the noise).")
+    flags.DEFINE_integer("num_envs", 10, "Parallel envs.")
+    flags.DEFINE_integer("num_steps", 1000, "Steps per env.")
+    flags.DEFINE_integer("seed", 0, "Seed of the rollout.")
+    flags.DEFINE_string(
+        "dataset_id", "", "Minari dataset id to write, e.g. rlzoo/pendulum/random-v0."
+    )
+    flags.DEFINE_string("out", "", "Write a .npz file here instead of a Minari dataset.")
+    flags.DEFINE_float("random_return", None, "Random-policy reference return; default: measured.")
+    flags.DEFINE_float(
+        "expert_return", None, "Expert reference return (with the random one it defines the "
+        "normalised score); default: --expert_run's, else none.",
+    )  # fmt: skip
+    flags.DEFINE_string("expert_run", "", "Run directory whose policy's return is the expert one.")
+    flags.DEFINE_integer("reference_episodes", 32, "Episodes per measured reference return.")
 
 
 def random_act(space: Any):
@@ -221,6 +230,7 @@ def main(argv: list[str]) -> None:
 
 
 def entry() -> None:
+    define_flags()
     try:
         app.run(main)
     except ValueError as error:  # bad input: one line, no traceback

@@ -240,8 +240,9 @@ def test_cli_bad_flags_give_one_line_and_describe_lists_every_field():
         ("--total_timesteps=5000", "renamed --total_steps"),
         ("--config.num_envs=4.5", "holds a int"),
     ):
-        out, _ = cli(flag).communicate(timeout=120)
-        assert message in out, out
+        proc = cli(flag)
+        out, _ = proc.communicate(timeout=120)
+        assert message in out and proc.returncode == 2, (proc.returncode, out)
         assert "Traceback" not in out and out.strip().count("\n") == 0, out
     proc = cli("--agent=bc", "--describe")
     out, _ = proc.communicate(timeout=120)
