@@ -12,10 +12,17 @@ from flax import struct
 from rlzoo import envs
 from rlzoo.agents import a2pr, iql, prdc, td3_bc
 from rlzoo.core.evaluation import evaluate_policy
+from rlzoo.core.off_policy import td3_target, twin_critic_loss
 from rlzoo.data import collect_transitions, load_dataset, save_npz
 from rlzoo.data import metrics as dataset_metrics
 from rlzoo.data.minari_store import minari_info, normalized_score, split_episodes, write_minari
-from rlzoo.data.sampling import episode_ids, nearest_neighbour, sample_batch, sampling_cdf
+from rlzoo.data.sampling import (
+    dataset_scale,
+    episode_ids,
+    nearest_neighbour,
+    sample_batch,
+    sampling_cdf,
+)
 from rlzoo.data.store import check_dataset
 from rlzoo.envs import Box, Environment
 
@@ -105,19 +112,19 @@ def test_td3_target_and_critic_loss_match_numpy():
     def next_q(action):
         return jnp.stack([action @ weights[0], action @ weights[1]])
 
-    target = td3_bc.td3_target(next_q, next_action, rewards, discounts, noise, 0.5)
+    target = td3_target(next_q, next_action, rewards, discounts, noise, 0.5)
     smoothed = np.clip(next_action + np.clip(noise, -0.5, 0.5), -1, 1)
     expected = rewards + discounts * np.minimum(smoothed @ weights[0], smoothed @ weights[1])
     np.testing.assert_allclose(target, expected, rtol=1e-5, atol=1e-6)
     q = rng.normal(size=(2, 16)).astype(np.float32)
     expected_loss = np.mean((q[0] - expected) ** 2) + np.mean((q[1] - expected) ** 2)
-    np.testing.assert_allclose(td3_bc.critic_loss(q, target), expected_loss, rtol=1e-5)
+    np.testing.assert_allclose(twin_critic_loss(q, target), expected_loss, rtol=1e-5)
 
 
 def test_state_normalisation_is_dataset_mean_and_std_plus_1e3():
     obs = np.random.default_rng(2).normal(3.0, 2.0, (500, 4)).astype(np.float32)
     obs[:, 3] = 7.0  # a constant feature: std 0, divided by 1e-3
-    scale = td3_bc.dataset_scale(obs)
+    scale = dataset_scale(obs)
     expected = (obs - obs.mean(0)) / (obs.std(0) + 1e-3)
     np.testing.assert_allclose(scale(obs), expected, rtol=1e-4, atol=1e-4)
 
@@ -152,7 +159,7 @@ def test_prdc_neighbour_search_matches_brute_force_and_its_loss_matches_numpy():
     np.testing.assert_allclose(distance, brute.min(1), atol=1e-4)
     # The key is [beta * normalised state, unit action]; the loss is TD3+BC's with a_nn.
     data = {"observations": keys[:, :3], "actions": np.clip(keys[:, 3:], -1, 1)}
-    scale = prdc.dataset_scale(data["observations"])
+    scale = dataset_scale(data["observations"])
     bounds = prdc.ActionBounds(-np.ones(2), np.ones(2))
     search = prdc.search_keys(scale, bounds, data, 2.0)
     np.testing.assert_allclose(search[:, :3], 2.0 * scale(data["observations"]), rtol=1e-5)

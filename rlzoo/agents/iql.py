@@ -28,19 +28,20 @@ from flax import struct
 
 from rlzoo.core.agent import Agent
 from rlzoo.core.agent import make_train as make_train_from_agent
-from rlzoo.core.evaluation import EVAL_METRICS, episode_evaluator
+from rlzoo.core.evaluation import EVAL_METRICS
 from rlzoo.core.hparams import static, traced
-from rlzoo.core.reductions import polyak
-from rlzoo.data.sampling import (
-    SAMPLERS,
-    ObsScale,
-    dataset_scale,
-    episode_returns,
-    sample_batch,
-    sampling_cdf,
+from rlzoo.core.off_policy import apply_gradients, box_action_space, build_agent, twin_critic_loss
+from rlzoo.core.offline import (
+    check_offline_config,
+    init_obs_scale,
+    prepare_batch,
+    scaled_policy_params,
+    scan_learn_steps,
 )
+from rlzoo.core.reductions import polyak
+from rlzoo.data.sampling import ObsScale, episode_returns, sample_batch, sampling_cdf
 from rlzoo.data.store import check_dataset
-from rlzoo.envs import Box, ClipAction, Environment
+from rlzoo.envs import Environment
 from rlzoo.nets import ActionBounds, GaussianActor, QNetwork, ValueNetwork, gaussian_log_prob
 
 
@@ -119,16 +120,7 @@ class Networks:
 
 
 def check_config(config: Config) -> None:
-    for name in ("updates_per_iteration", "batch_size", "num_eval_episodes"):
-        if getattr(config, name) < 1:
-            raise ValueError(f"{name} must be >= 1, got {getattr(config, name)}")
-    if config.sampler not in SAMPLERS:
-        raise ValueError(f"sampler must be one of {SAMPLERS}, got {config.sampler!r}")
-    if config.total_steps < config.updates_per_iteration:
-        raise ValueError(
-            f"total_steps = {config.total_steps} is less than one iteration's "
-            f"updates_per_iteration = {config.updates_per_iteration}."
-        )
+    check_offline_config(config, ("updates_per_iteration", "batch_size", "num_eval_episodes"))
 
 
 # ----------------------------------------------------------------------------- losses
@@ -162,11 +154,10 @@ def learn_step(
     cfg = state.config
     tx = optax.adam(cfg.learning_rate)
     batch = sample_batch(key, data, cfg.batch_size, cdf)
-    obs = state.obs_scale(batch["observations"].astype(jnp.float32))
-    next_obs = state.obs_scale(batch["next_observations"].astype(jnp.float32))
-    actions = bounds.to_unit(batch["actions"].astype(jnp.float32))
-    rewards = batch["rewards"].astype(jnp.float32) * state.reward_scale
-    not_done = 1.0 - batch["terminated"].astype(jnp.float32)
+    obs, next_obs, actions, rewards, discounts = prepare_batch(
+        batch, state.obs_scale, bounds, cfg.gamma
+    )
+    rewards = rewards * state.reward_scale
     target_q = nets.critic.apply(state.target_critic_params, obs, actions).min(axis=0)
 
     # VALUE: expectile of the target Q over the dataset's actions.
@@ -175,8 +166,7 @@ def learn_step(
         return expectile_loss(target_q - v, cfg.expectile), v
 
     (value_loss, v), grads = jax.value_and_grad(value_objective, has_aux=True)(state.value_params)
-    updates, value_opt = tx.update(grads, state.value_opt, state.value_params)
-    value_params = optax.apply_updates(state.value_params, updates)
+    value_params, value_opt = apply_gradients(tx, grads, state.value_params, state.value_opt)
 
     # POLICY: advantage-weighted regression on the dataset actions (the new V).
     advantage = target_q - nets.value.apply(value_params, obs)
@@ -187,19 +177,16 @@ def learn_step(
         return -jnp.mean(weights * gaussian_log_prob(mean, log_std, actions))
 
     actor_loss, grads = jax.value_and_grad(actor_objective)(state.actor_params)
-    updates, actor_opt = tx.update(grads, state.actor_opt, state.actor_params)
-    actor_params = optax.apply_updates(state.actor_params, updates)
+    actor_params, actor_opt = apply_gradients(tx, grads, state.actor_params, state.actor_opt)
 
     # CRITICS: one-step backup through V(s'), never through a policy action.
-    target = rewards + cfg.gamma * not_done * nets.value.apply(value_params, next_obs)
+    target = rewards + discounts * nets.value.apply(value_params, next_obs)
 
     def critic_objective(params):
-        q = nets.critic.apply(params, obs, actions)
-        return jnp.square(q - target).mean(axis=1).sum()
+        return twin_critic_loss(nets.critic.apply(params, obs, actions), target)
 
     critic_loss, grads = jax.value_and_grad(critic_objective)(state.critic_params)
-    updates, critic_opt = tx.update(grads, state.critic_opt, state.critic_params)
-    critic_params = optax.apply_updates(state.critic_params, updates)
+    critic_params, critic_opt = apply_gradients(tx, grads, state.critic_params, state.critic_opt)
 
     state = state.replace(
         actor_params=actor_params,
@@ -226,13 +213,9 @@ def update(
     """``updates_per_iteration`` gradient steps on minibatches drawn from ``data``."""
     cfg = state.config
     cdf = sampling_cdf(data, cfg.sampler, cfg.weighting_temperature)
-    key, scan_key = jax.random.split(state.key)
-    state, metrics = jax.lax.scan(
-        lambda s, k: learn_step(nets, bounds, data, cdf, s, k),
-        state.replace(key=key),
-        jax.random.split(scan_key, cfg.updates_per_iteration),
+    return scan_learn_steps(
+        lambda s, k: learn_step(nets, bounds, data, cdf, s, k), state, cfg.updates_per_iteration
     )
-    return state.replace(iteration=state.iteration + 1), jax.tree.map(jnp.mean, metrics)
 
 
 def act(
@@ -251,8 +234,7 @@ def act(
     return bounds.to_env(mean)
 
 
-def policy_params(state: TrainState) -> tuple[ObsScale, Any]:
-    return state.obs_scale, state.actor_params
+policy_params = scaled_policy_params
 
 
 # ----------------------------------------------------------------------------- binding
@@ -262,26 +244,17 @@ def make_agent(config: Config, env: Environment, env_params: Any = None) -> Agen
     """IQL's ``init``, ``update``, ``evaluate`` and ``act`` (``rlzoo.core.agent``)."""
     check_config(config)
     env_params = env.default_params if env_params is None else env_params
-    action_space = env.action_space(env_params)
-    if not isinstance(action_space, Box) or len(action_space.shape) != 1:
-        raise ValueError(f"IQL needs a vector Box action space, got {action_space!r}")
-    action_dim = action_space.shape[0]
-    bounds = ActionBounds(action_space.low, action_space.high)
+    action_dim, bounds = box_action_space(env, env_params, "IQL")
     nets = Networks(
         actor=GaussianActor(action_dim, config.hidden_sizes, config.activation),
         value=ValueNetwork(config.hidden_sizes, config.activation),
         critic=QNetwork(config.hidden_sizes, config.activation),
     )
     obs_shape = tuple(env.observation_space(env_params).shape)
-    bound_act = functools.partial(act, nets, bounds)
 
     def init(key: jax.Array, cfg: Config = config, data: Any = None) -> TrainState:
         check_dataset(data, env, env_params)
         key, actor_key, value_key, critic_key = jax.random.split(key, 4)
-        if cfg.normalize_observations:
-            obs_scale = dataset_scale(data["observations"])
-        else:
-            obs_scale = ObsScale(jnp.zeros(obs_shape), jnp.ones(obs_shape))
         reward_scale = jnp.ones((), jnp.float32)
         if cfg.normalize_rewards:
             _, returns, valid = episode_returns(data)
@@ -302,22 +275,21 @@ def make_agent(config: Config, env: Environment, env_params: Any = None) -> Agen
             actor_opt=tx.init(actor_params),
             value_opt=tx.init(value_params),
             critic_opt=tx.init(critic_params),
-            obs_scale=obs_scale,
+            obs_scale=init_obs_scale(cfg.normalize_observations, data["observations"], obs_shape),
             reward_scale=reward_scale,
             key=key,
             iteration=jnp.zeros((), jnp.int32),
             config=cfg,
         )
 
-    return Agent(
+    return build_agent(
+        config,
+        env,
+        env_params,
         init=init,
         update=functools.partial(update, nets, bounds),
-        evaluate=episode_evaluator(
-            bound_act, policy_params, ClipAction(env), env_params, config.num_eval_episodes
-        ),
-        act=bound_act,
+        act=functools.partial(act, nets, bounds),
         policy_params=policy_params,
-        num_iterations=config.total_steps // config.updates_per_iteration,
         steps_per_iteration=config.updates_per_iteration,
         step_unit=STEP_UNIT,
         score_key=SCORE_KEY,

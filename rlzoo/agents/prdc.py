@@ -27,19 +27,28 @@ from flax import struct
 
 from rlzoo.core.agent import Agent
 from rlzoo.core.agent import make_train as make_train_from_agent
-from rlzoo.core.evaluation import EVAL_METRICS, episode_evaluator
+from rlzoo.core.evaluation import EVAL_METRICS
 from rlzoo.core.hparams import static, traced
-from rlzoo.core.reductions import polyak
-from rlzoo.data.sampling import (
-    SAMPLERS,
-    ObsScale,
-    dataset_scale,
-    nearest_neighbour,
-    sample_batch,
-    sampling_cdf,
+from rlzoo.core.off_policy import (
+    apply_gradients,
+    box_action_space,
+    build_agent,
+    critic_update,
+    delayed_update,
+    init_actor_critic,
+    smoothed_target,
 )
+from rlzoo.core.offline import (
+    check_offline_config,
+    deterministic_act,
+    init_obs_scale,
+    prepare_batch,
+    scaled_policy_params,
+    scan_learn_steps,
+)
+from rlzoo.data.sampling import ObsScale, nearest_neighbour, sample_batch, sampling_cdf
 from rlzoo.data.store import check_dataset
-from rlzoo.envs import Box, ClipAction, Environment
+from rlzoo.envs import Environment
 from rlzoo.nets import ActionBounds, DeterministicActor, QNetwork
 
 
@@ -118,42 +127,21 @@ class Networks:
 
 
 def check_config(config: Config) -> None:
-    for name in ("updates_per_iteration", "batch_size", "policy_delay", "num_eval_episodes"):
-        if getattr(config, name) < 1:
-            raise ValueError(f"{name} must be >= 1, got {getattr(config, name)}")
-    if config.search_chunk < 1:
-        raise ValueError(f"search_chunk must be >= 1, got {config.search_chunk}")
-    if config.sampler not in SAMPLERS:
-        raise ValueError(f"sampler must be one of {SAMPLERS}, got {config.sampler!r}")
-    if config.total_steps < config.updates_per_iteration:
-        raise ValueError(
-            f"total_steps = {config.total_steps} is less than one iteration's "
-            f"updates_per_iteration = {config.updates_per_iteration}."
-        )
+    check_offline_config(
+        config,
+        (
+            "updates_per_iteration",
+            "batch_size",
+            "policy_delay",
+            "num_eval_episodes",
+            "search_chunk",
+        ),
+    )
 
 
 # ----------------------------------------------------------------------------- losses
-
-
-def td3_target(
-    next_q_fn: Any,
-    next_action: jax.Array,
-    rewards: jax.Array,
-    discounts: jax.Array,
-    noise: jax.Array,
-    noise_clip: float | jax.Array,
-) -> jax.Array:
-    """``r + discount * min_i Q'_i(s', clip(pi'(s') + clip(noise, +-c), -1, 1))``.
-
-    ``noise`` is already scaled by the policy noise; ``next_q_fn(a) -> [critics, B]``.
-    """
-    action = jnp.clip(next_action + jnp.clip(noise, -noise_clip, noise_clip), -1.0, 1.0)
-    return rewards + discounts * next_q_fn(action).min(axis=0)
-
-
-def critic_loss(q: jax.Array, target: jax.Array) -> jax.Array:
-    """``sum_i mean_b (Q_i - target)^2``: the released code's ``mse(Q1) + mse(Q2)``."""
-    return jnp.square(q - jax.lax.stop_gradient(target)).mean(axis=1).sum()
+# TD3's target and twin-critic step: ``rlzoo.core.off_policy`` (``smoothed_target``,
+# ``critic_update``).
 
 
 def prdc_actor_loss(
@@ -192,31 +180,17 @@ def learn_step(
     tx = optax.adam(cfg.learning_rate)
     sample_key, noise_key = jax.random.split(key)
     batch = sample_batch(sample_key, data, cfg.batch_size, cdf)
-    obs = state.obs_scale(batch["observations"].astype(jnp.float32))
-    next_obs = state.obs_scale(batch["next_observations"].astype(jnp.float32))
-    actions = bounds.to_unit(batch["actions"].astype(jnp.float32))
-    discounts = cfg.gamma * (1.0 - batch["terminated"].astype(jnp.float32))
-
-    # CRITICS
-    next_action = nets.actor.apply(state.target_actor_params, next_obs)
-    noise = cfg.policy_noise * jax.random.normal(noise_key, next_action.shape)
-    target = td3_target(
-        lambda a: nets.critic.apply(state.target_critic_params, next_obs, a),
-        next_action,
-        batch["rewards"].astype(jnp.float32),
-        discounts,
-        noise,
-        cfg.noise_clip,
+    obs, next_obs, actions, rewards, discounts = prepare_batch(
+        batch, state.obs_scale, bounds, cfg.gamma
     )
 
-    def critic_objective(params):
-        q = nets.critic.apply(params, obs, actions)
-        loss = critic_loss(q, target)
-        return loss, {"loss/critic": loss, "value/q": q[0].mean()}
-
-    grads, metrics = jax.grad(critic_objective, has_aux=True)(state.critic_params)
-    updates, critic_opt = tx.update(grads, state.critic_opt, state.critic_params)
-    critic_params = optax.apply_updates(state.critic_params, updates)
+    # CRITICS
+    target = smoothed_target(
+        nets.actor, nets.critic, state, next_obs, rewards, discounts, noise_key
+    )
+    critic_params, critic_opt, metrics = critic_update(
+        nets.critic, tx, state.critic_params, state.critic_opt, obs, actions, target
+    )
 
     # DELAYED ACTOR AND TARGETS (computed every step, kept on every policy_delay-th)
     # NEAREST DATASET PAIR to [beta s, pi(s)], searched with the current policy's actions.
@@ -233,26 +207,9 @@ def learn_step(
 
     grads, actor_metrics = jax.grad(actor_objective, has_aux=True)(state.actor_params)
     actor_metrics["policy/neighbour_distance"] = jnp.sqrt(distance).mean()
-    updates, actor_opt = tx.update(grads, state.actor_opt, state.actor_params)
-    actor_params = optax.apply_updates(state.actor_params, updates)
-    delayed = (state.gradient_step + 1) % cfg.policy_delay == 0
-
-    def keep_if_delayed(new, old):
-        return jax.tree.map(lambda n, o: jnp.where(delayed, n, o), new, old)
-
-    state = state.replace(
-        critic_params=critic_params,
-        critic_opt=critic_opt,
-        actor_params=keep_if_delayed(actor_params, state.actor_params),
-        actor_opt=keep_if_delayed(actor_opt, state.actor_opt),
-        target_actor_params=keep_if_delayed(
-            polyak(state.target_actor_params, actor_params, cfg.tau), state.target_actor_params
-        ),
-        target_critic_params=keep_if_delayed(
-            polyak(state.target_critic_params, critic_params, cfg.tau),
-            state.target_critic_params,
-        ),
-        gradient_step=state.gradient_step + 1,
+    actor_params, actor_opt = apply_gradients(tx, grads, state.actor_params, state.actor_opt)
+    state = delayed_update(
+        state, critic_params, critic_opt, actor_params, actor_opt, cfg.policy_delay, cfg.tau
     )
     return state, {**metrics, **actor_metrics}
 
@@ -264,13 +221,11 @@ def update(
     cfg = state.config
     cdf = sampling_cdf(data, cfg.sampler, cfg.weighting_temperature)
     keys = search_keys(state.obs_scale, bounds, data, cfg.beta)  # O(N), once per iteration
-    key, scan_key = jax.random.split(state.key)
-    state, metrics = jax.lax.scan(
+    return scan_learn_steps(
         lambda s, k: learn_step(nets, bounds, data, cdf, keys, s, k),
-        state.replace(key=key),
-        jax.random.split(scan_key, cfg.updates_per_iteration),
+        state,
+        cfg.updates_per_iteration,
     )
-    return state.replace(iteration=state.iteration + 1), jax.tree.map(jnp.mean, metrics)
 
 
 def act(
@@ -283,16 +238,10 @@ def act(
     deterministic: bool,
 ) -> jax.Array:
     """``params = (state normalisation, actor params)``; env-unit actions."""
-    obs_scale, actor_params = params
-    action = nets.actor.apply(actor_params, obs_scale(obs))
-    if not deterministic:
-        noise = exploration_noise * jax.random.normal(key, action.shape)
-        action = jnp.clip(action + noise, -1.0, 1.0)
-    return bounds.to_env(action)
+    return deterministic_act(nets.actor, bounds, exploration_noise, params, obs, key, deterministic)
 
 
-def policy_params(state: TrainState) -> tuple[ObsScale, Any]:
-    return state.obs_scale, state.actor_params
+policy_params = scaled_policy_params
 
 
 # ----------------------------------------------------------------------------- binding
@@ -302,52 +251,41 @@ def make_agent(config: Config, env: Environment, env_params: Any = None) -> Agen
     """PRDC's ``init``, ``update``, ``evaluate`` and ``act`` (``rlzoo.core.agent``)."""
     check_config(config)
     env_params = env.default_params if env_params is None else env_params
-    action_space = env.action_space(env_params)
-    if not isinstance(action_space, Box) or len(action_space.shape) != 1:
-        raise ValueError(f"PRDC needs a vector Box action space, got {action_space!r}")
-    action_dim = action_space.shape[0]
-    bounds = ActionBounds(action_space.low, action_space.high)
+    action_dim, bounds = box_action_space(env, env_params, "PRDC")
     nets = Networks(
         actor=DeterministicActor(action_dim, config.hidden_sizes, config.activation),
         critic=QNetwork(config.hidden_sizes, config.activation),
     )
     obs_shape = tuple(env.observation_space(env_params).shape)
-    bound_act = functools.partial(act, nets, bounds, float(config.exploration_noise))
 
     def init(key: jax.Array, cfg: Config = config, data: Any = None) -> TrainState:
         check_dataset(data, env, env_params)
         key, actor_key, critic_key = jax.random.split(key, 3)
-        if cfg.normalize_observations:
-            obs_scale = dataset_scale(data["observations"])
-        else:
-            obs_scale = ObsScale(jnp.zeros(obs_shape), jnp.ones(obs_shape))
-        dummy_obs = jnp.zeros(obs_shape, jnp.float32)
-        actor_params = nets.actor.init(actor_key, dummy_obs)
-        critic_params = nets.critic.init(critic_key, dummy_obs, jnp.zeros((action_dim,)))
-        tx = optax.adam(cfg.learning_rate)
         return TrainState(
-            actor_params=actor_params,
-            critic_params=critic_params,
-            target_actor_params=actor_params,
-            target_critic_params=critic_params,
-            actor_opt=tx.init(actor_params),
-            critic_opt=tx.init(critic_params),
-            obs_scale=obs_scale,
+            **init_actor_critic(
+                nets.actor,
+                nets.critic,
+                actor_key,
+                critic_key,
+                jnp.zeros(obs_shape, jnp.float32),
+                jnp.zeros((action_dim,)),
+                optax.adam(cfg.learning_rate),
+            ),
+            obs_scale=init_obs_scale(cfg.normalize_observations, data["observations"], obs_shape),
             key=key,
             gradient_step=jnp.zeros((), jnp.int32),
             iteration=jnp.zeros((), jnp.int32),
             config=cfg,
         )
 
-    return Agent(
+    return build_agent(
+        config,
+        env,
+        env_params,
         init=init,
         update=functools.partial(update, nets, bounds),
-        evaluate=episode_evaluator(
-            bound_act, policy_params, ClipAction(env), env_params, config.num_eval_episodes
-        ),
-        act=bound_act,
+        act=functools.partial(act, nets, bounds, float(config.exploration_noise)),
         policy_params=policy_params,
-        num_iterations=config.total_steps // config.updates_per_iteration,
         steps_per_iteration=config.updates_per_iteration,
         step_unit=STEP_UNIT,
         score_key=SCORE_KEY,

@@ -31,11 +31,23 @@ from flax import struct
 
 from rlzoo.core.agent import Agent
 from rlzoo.core.agent import make_train as make_train_from_agent
-from rlzoo.core.evaluation import EVAL_METRICS, episode_evaluator
+from rlzoo.core.evaluation import EVAL_METRICS
 from rlzoo.core.hparams import static, traced
+from rlzoo.core.off_policy import (
+    apply_gradients,
+    box_action_space,
+    build_agent,
+    check_replay_config,
+    collect_and_learn,
+    replay_example,
+    twin_critic_loss,
+)
+from rlzoo.core.off_policy import (  # re-exported: gradient steps per iteration
+    gradient_steps_per_iteration as gradient_steps_per_iteration,
+)
 from rlzoo.core.reductions import polyak
-from rlzoo.data.replay import ReplayBuffer, rollout_into_replay
-from rlzoo.envs import Box, ClipAction, Environment, EpisodeStatistics, VectorEnv
+from rlzoo.data.replay import ReplayBuffer
+from rlzoo.envs import Environment, EpisodeStatistics, VectorEnv
 from rlzoo.nets import ActionBounds, QNetwork, TanhGaussianActor, sample_tanh_gaussian
 
 
@@ -133,26 +145,9 @@ class Networks:
 
 
 def check_config(config: Config) -> None:
-    for name in ("num_envs", "num_steps", "batch_size", "n_step", "num_eval_episodes"):
-        if getattr(config, name) < 1:
-            raise ValueError(f"{name} must be >= 1, got {getattr(config, name)}")
-    if config.utd_ratio <= 0:
-        raise ValueError(f"utd_ratio must be > 0, got {config.utd_ratio}")
-    per_iteration = config.num_envs * config.num_steps
-    if config.total_steps < per_iteration:
-        raise ValueError(
-            f"total_steps = {config.total_steps} is less than one iteration's "
-            f"num_envs * num_steps = {per_iteration}."
-        )
-    if config.buffer_size // config.num_envs < config.n_step + 1:
-        raise ValueError(
-            f"buffer_size = {config.buffer_size} over {config.num_envs} envs cannot hold an "
-            f"n_step = {config.n_step} window; raise buffer_size."
-        )
-
-
-def gradient_steps_per_iteration(config: Config) -> int:
-    return max(1, round(config.utd_ratio * config.num_envs * config.num_steps))
+    check_replay_config(
+        config, ("num_envs", "num_steps", "batch_size", "n_step", "num_eval_episodes")
+    )
 
 
 def adam(cfg: Config) -> optax.GradientTransformation:
@@ -180,7 +175,7 @@ def critic_loss(
         next_q - alpha * next_log_prob
     )
     q = nets.critic.apply(critic_params, batch["observations"], batch["actions"])
-    loss = jnp.square(q - jax.lax.stop_gradient(target)).mean(axis=1).sum()
+    loss = twin_critic_loss(q, target)
     return loss, {"loss/critic": loss, "value/q": q[0].mean()}
 
 
@@ -221,22 +216,19 @@ def learn_step(
     grads, metrics = jax.grad(critic_loss, has_aux=True)(
         state.critic_params, nets, state, batch, critic_key
     )
-    updates, critic_opt = tx.update(grads, state.critic_opt, state.critic_params)
-    critic_params = optax.apply_updates(state.critic_params, updates)
+    critic_params, critic_opt = apply_gradients(tx, grads, state.critic_params, state.critic_opt)
     state = state.replace(critic_params=critic_params, critic_opt=critic_opt)
 
     (loss, log_prob), grads = jax.value_and_grad(actor_loss, has_aux=True)(
         state.actor_params, nets, state, batch["observations"], actor_key
     )
-    updates, actor_opt = tx.update(grads, state.actor_opt, state.actor_params)
-    actor_params = optax.apply_updates(state.actor_params, updates)
+    actor_params, actor_opt = apply_gradients(tx, grads, state.actor_params, state.actor_opt)
 
     target_entropy = cfg.target_entropy_scale * nets.action_dim
     alpha_loss, alpha_grad = jax.value_and_grad(temperature_loss)(
         state.log_alpha, log_prob, target_entropy
     )
-    updates, alpha_opt = tx.update(alpha_grad, state.alpha_opt, state.log_alpha)
-    log_alpha = optax.apply_updates(state.log_alpha, updates)
+    log_alpha, alpha_opt = apply_gradients(tx, alpha_grad, state.log_alpha, state.alpha_opt)
 
     state = state.replace(
         actor_params=actor_params,
@@ -267,51 +259,22 @@ def update(
 ) -> tuple[TrainState, dict[str, jax.Array]]:
     """One iteration: ``num_envs x num_steps`` env steps into the buffer, then learning."""
     del data
-    cfg = state.config
-    steps_done = state.iteration * cfg.num_envs * cfg.num_steps
-    warming_up = steps_done < cfg.learning_starts
 
-    # COLLECT: uniform actions while warming up, then the stochastic policy.
-    def policy(obs, key):
-        random_key, policy_key = jax.random.split(key)
+    # COLLECT with the stochastic policy (uniform actions while warming up).
+    def explore(obs, key):
         mean, log_std = nets.actor.apply(state.actor_params, obs)
-        action, _ = sample_tanh_gaussian(policy_key, mean, log_std)
-        uniform = jax.random.uniform(random_key, action.shape, minval=-1.0, maxval=1.0)
-        action = jnp.where(warming_up, uniform, action)
-        return bounds.to_env(action), action
+        return sample_tanh_gaussian(key, mean, log_std)[0]
 
-    key, rollout_key, learn_key = jax.random.split(state.key, 3)
-    (env_state, obs, replay), rollout_stats = rollout_into_replay(
+    return collect_and_learn(
         env,
         env_params,
         buffer,
-        policy,
-        (state.env_state, state.obs, state.replay),
-        rollout_key,
-        cfg.num_steps,
-    )
-    state = state.replace(env_state=env_state, obs=obs, replay=replay, key=key)
-
-    # LEARN: gradient steps on replayed minibatches; no parameter moves while warming up.
-    learning_now = steps_done + cfg.num_envs * cfg.num_steps > cfg.learning_starts
-    learned, metrics = jax.lax.scan(
+        bounds,
+        explore,
         lambda s, k: learn_step(nets, buffer, s, k),
+        LEARNED,
         state,
-        jax.random.split(learn_key, gradient_steps_per_iteration(cfg)),
     )
-    state = state.replace(
-        **{
-            name: jax.tree.map(
-                lambda new, old: jnp.where(learning_now, new, old),
-                getattr(learned, name),
-                getattr(state, name),
-            )
-            for name in LEARNED
-        }
-    )
-    metrics = jax.tree.map(jnp.mean, metrics)
-    metrics.update(rollout_stats)
-    return state.replace(iteration=state.iteration + 1), metrics
 
 
 def act(
@@ -339,11 +302,7 @@ def make_agent(config: Config, env: Environment, env_params: Any = None) -> Agen
     """SAC's ``init``, ``update``, ``evaluate`` and ``act`` for ``env`` (``rlzoo.core.agent``)."""
     check_config(config)
     env_params = env.default_params if env_params is None else env_params
-    action_space = env.action_space(env_params)
-    if not isinstance(action_space, Box) or len(action_space.shape) != 1:
-        raise ValueError(f"SAC needs a vector Box action space, got {action_space!r}")
-    action_dim = action_space.shape[0]
-    bounds = ActionBounds(action_space.low, action_space.high)
+    action_dim, bounds = box_action_space(env, env_params, "SAC")
     nets = Networks(
         actor=TanhGaussianActor(action_dim, config.hidden_sizes, config.activation),
         critic=QNetwork(config.hidden_sizes, config.activation),
@@ -352,26 +311,16 @@ def make_agent(config: Config, env: Environment, env_params: Any = None) -> Agen
     train_env = VectorEnv(EpisodeStatistics(env), config.num_envs)
     buffer = ReplayBuffer(config.buffer_size, config.num_envs, config.replay_backend)
     obs_shape = tuple(env.observation_space(env_params).shape)
-    bound_act = functools.partial(act, nets, bounds)
 
     def init(key: jax.Array, cfg: Config = config, data: Any = None) -> TrainState:
         del data
         key, actor_key, critic_key, env_key = jax.random.split(key, 4)
         obs, env_state = train_env.reset(env_key, env_params)
-        dummy_obs = jnp.zeros(obs_shape, jnp.float32)
-        dummy_action = jnp.zeros((action_dim,), jnp.float32)
-        actor_params = nets.actor.init(actor_key, dummy_obs)
-        critic_params = nets.critic.init(critic_key, dummy_obs, dummy_action)
+        example = replay_example(obs_shape, action_dim)
+        actor_params = nets.actor.init(actor_key, example["observations"])
+        critic_params = nets.critic.init(critic_key, example["observations"], example["actions"])
         log_alpha = jnp.log(jnp.asarray(cfg.init_alpha, jnp.float32))
         tx = adam(cfg)
-        example = {
-            "observations": dummy_obs,
-            "actions": dummy_action,
-            "rewards": jnp.zeros((), jnp.float32),
-            "terminated": jnp.zeros((), bool),
-            "truncated": jnp.zeros((), bool),
-            "next_observations": dummy_obs,
-        }
         return TrainState(
             actor_params=actor_params,
             critic_params=critic_params,
@@ -388,15 +337,14 @@ def make_agent(config: Config, env: Environment, env_params: Any = None) -> Agen
             config=cfg,
         )
 
-    return Agent(
+    return build_agent(
+        config,
+        env,
+        env_params,
         init=init,
         update=functools.partial(update, nets, train_env, env_params, buffer, bounds),
-        evaluate=episode_evaluator(
-            bound_act, policy_params, ClipAction(env), env_params, config.num_eval_episodes
-        ),
-        act=bound_act,
+        act=functools.partial(act, nets, bounds),
         policy_params=policy_params,
-        num_iterations=config.total_steps // (config.num_envs * config.num_steps),
         steps_per_iteration=config.num_envs * config.num_steps,
         step_unit=STEP_UNIT,
         score_key=SCORE_KEY,

@@ -4,8 +4,9 @@
     state, metrics = train(jax.random.split(jax.random.key(0), 8))
 
 The file, top to bottom: ``Config``, ``PRESETS``, the state, the losses (``td3_target``,
-``critic_loss``, ``actor_loss``), one gradient step (``learn_step``), ``update`` (collect,
-then learn), ``act``, ``make_agent``, ``make_train``.
+``actor_loss``; the twin-critic step and the delayed update are ``rlzoo.core.off_policy``'s),
+one gradient step (``learn_step``), ``update`` (collect, then learn), ``act``,
+``make_agent``, ``make_train``.
 
 One iteration steps each of ``num_envs`` envs ``num_steps`` times into the replay buffer
 (``rlzoo.data.replay``, part of the state) with Gaussian exploration noise, then takes
@@ -30,11 +31,26 @@ from flax import struct
 
 from rlzoo.core.agent import Agent
 from rlzoo.core.agent import make_train as make_train_from_agent
-from rlzoo.core.evaluation import EVAL_METRICS, episode_evaluator
+from rlzoo.core.evaluation import EVAL_METRICS
 from rlzoo.core.hparams import static, traced
-from rlzoo.core.reductions import polyak
-from rlzoo.data.replay import ReplayBuffer, rollout_into_replay
-from rlzoo.envs import Box, ClipAction, Environment, EpisodeStatistics, VectorEnv
+from rlzoo.core.off_policy import (
+    apply_gradients,
+    box_action_space,
+    build_agent,
+    check_replay_config,
+    collect_and_learn,
+    critic_update,
+    delayed_update,
+    init_actor_critic,
+    noisy_action,
+    replay_example,
+    smoothed_target,
+)
+from rlzoo.core.off_policy import (  # re-exported: gradient steps per iteration
+    gradient_steps_per_iteration as gradient_steps_per_iteration,
+)
+from rlzoo.data.replay import ReplayBuffer
+from rlzoo.envs import Environment, EpisodeStatistics, VectorEnv
 from rlzoo.nets import ActionBounds, DeterministicActor, QNetwork
 
 
@@ -131,58 +147,30 @@ class Networks:
 
 
 def check_config(config: Config) -> None:
-    for name in (
-        "num_envs", "num_steps", "batch_size", "n_step", "policy_delay", "num_eval_episodes"
-    ):  # fmt: skip
-        if getattr(config, name) < 1:
-            raise ValueError(f"{name} must be >= 1, got {getattr(config, name)}")
-    if config.utd_ratio <= 0:
-        raise ValueError(f"utd_ratio must be > 0, got {config.utd_ratio}")
-    per_iteration = config.num_envs * config.num_steps
-    if config.total_steps < per_iteration:
-        raise ValueError(
-            f"total_steps = {config.total_steps} is less than one iteration's "
-            f"num_envs * num_steps = {per_iteration}."
-        )
-    if config.buffer_size // config.num_envs < config.n_step + 1:
-        raise ValueError(
-            f"buffer_size = {config.buffer_size} over {config.num_envs} envs cannot hold an "
-            f"n_step = {config.n_step} window; raise buffer_size."
-        )
-
-
-def gradient_steps_per_iteration(config: Config) -> int:
-    return max(1, round(config.utd_ratio * config.num_envs * config.num_steps))
+    check_replay_config(
+        config,
+        ("num_envs", "num_steps", "batch_size", "n_step", "policy_delay", "num_eval_episodes"),
+    )
 
 
 # ----------------------------------------------------------------------------- losses
+# The twin-critic loss and step: ``rlzoo.core.off_policy`` (``twin_critic_loss``,
+# ``critic_update``).
 
 
 def td3_target(
     nets: Networks, state: TrainState, batch: dict[str, jax.Array], key: jax.Array
 ) -> jax.Array:
     """``r + discount * min_i Q'_i(s', clip(pi'(s') + clip(noise, +-c), -1, 1))``."""
-    cfg = state.config
-    next_action = nets.actor.apply(state.target_actor_params, batch["next_observations"])
-    noise = jnp.clip(
-        cfg.policy_noise * jax.random.normal(key, next_action.shape),
-        -cfg.noise_clip,
-        cfg.noise_clip,
+    return smoothed_target(
+        nets.actor,
+        nets.critic,
+        state,
+        batch["next_observations"],
+        batch["rewards"] * state.config.reward_scale,
+        batch["discounts"],
+        key,
     )
-    next_action = jnp.clip(next_action + noise, -1.0, 1.0)
-    next_q = nets.critic.apply(
-        state.target_critic_params, batch["next_observations"], next_action
-    ).min(axis=0)
-    return batch["rewards"] * cfg.reward_scale + batch["discounts"] * next_q
-
-
-def critic_loss(
-    critic_params: Any, nets: Networks, batch: dict[str, jax.Array], target: jax.Array
-) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """Squared error of both critics to the shared target, summed over critics."""
-    q = nets.critic.apply(critic_params, batch["observations"], batch["actions"])
-    loss = jnp.square(q - jax.lax.stop_gradient(target)).mean(axis=1).sum()
-    return loss, {"loss/critic": loss, "value/q": q[0].mean()}
 
 
 def actor_loss(
@@ -206,34 +194,23 @@ def learn_step(
     batch = buffer.sample(state.replay, sample_key, cfg.batch_size, cfg.n_step, cfg.gamma)
 
     target = td3_target(nets, state, batch, noise_key)
-    grads, metrics = jax.grad(critic_loss, has_aux=True)(state.critic_params, nets, batch, target)
-    updates, critic_opt = tx.update(grads, state.critic_opt, state.critic_params)
-    critic_params = optax.apply_updates(state.critic_params, updates)
+    critic_params, critic_opt, metrics = critic_update(
+        nets.critic,
+        tx,
+        state.critic_params,
+        state.critic_opt,
+        batch["observations"],
+        batch["actions"],
+        target,
+    )
 
     # DELAYED ACTOR AND TARGETS (computed every step, kept on every policy_delay-th).
     loss, grads = jax.value_and_grad(actor_loss)(
         state.actor_params, nets, critic_params, batch["observations"]
     )
-    updates, actor_opt = tx.update(grads, state.actor_opt, state.actor_params)
-    actor_params = optax.apply_updates(state.actor_params, updates)
-    delayed = (state.gradient_step + 1) % cfg.policy_delay == 0
-
-    def keep_if_delayed(new, old):
-        return jax.tree.map(lambda n, o: jnp.where(delayed, n, o), new, old)
-
-    state = state.replace(
-        critic_params=critic_params,
-        critic_opt=critic_opt,
-        actor_params=keep_if_delayed(actor_params, state.actor_params),
-        actor_opt=keep_if_delayed(actor_opt, state.actor_opt),
-        target_actor_params=keep_if_delayed(
-            polyak(state.target_actor_params, actor_params, cfg.tau), state.target_actor_params
-        ),
-        target_critic_params=keep_if_delayed(
-            polyak(state.target_critic_params, critic_params, cfg.tau),
-            state.target_critic_params,
-        ),
-        gradient_step=state.gradient_step + 1,
+    actor_params, actor_opt = apply_gradients(tx, grads, state.actor_params, state.actor_opt)
+    state = delayed_update(
+        state, critic_params, critic_opt, actor_params, actor_opt, cfg.policy_delay, cfg.tau
     )
     metrics["loss/actor"] = loss
     return state, metrics
@@ -250,52 +227,22 @@ def update(
 ) -> tuple[TrainState, dict[str, jax.Array]]:
     """One iteration: ``num_envs x num_steps`` env steps into the buffer, then learning."""
     del data
-    cfg = state.config
-    steps_done = state.iteration * cfg.num_envs * cfg.num_steps
-    warming_up = steps_done < cfg.learning_starts
 
-    # COLLECT: uniform actions while warming up, then pi(s) + exploration noise.
-    def policy(obs, key):
-        random_key, noise_key = jax.random.split(key)
+    # COLLECT with pi(s) + exploration noise (uniform actions while warming up).
+    def explore(obs, key):
         action = nets.actor.apply(state.actor_params, obs)
-        noise = cfg.exploration_noise * jax.random.normal(noise_key, action.shape)
-        action = jnp.clip(action + noise, -1.0, 1.0)
-        uniform = jax.random.uniform(random_key, action.shape, minval=-1.0, maxval=1.0)
-        action = jnp.where(warming_up, uniform, action)
-        return bounds.to_env(action), action
+        return noisy_action(action, key, state.config.exploration_noise)
 
-    key, rollout_key, learn_key = jax.random.split(state.key, 3)
-    (env_state, obs, replay), rollout_stats = rollout_into_replay(
+    return collect_and_learn(
         env,
         env_params,
         buffer,
-        policy,
-        (state.env_state, state.obs, state.replay),
-        rollout_key,
-        cfg.num_steps,
-    )
-    state = state.replace(env_state=env_state, obs=obs, replay=replay, key=key)
-
-    # LEARN: gradient steps on replayed minibatches; no parameter moves while warming up.
-    learning_now = steps_done + cfg.num_envs * cfg.num_steps > cfg.learning_starts
-    learned, metrics = jax.lax.scan(
+        bounds,
+        explore,
         lambda s, k: learn_step(nets, buffer, s, k),
+        LEARNED,
         state,
-        jax.random.split(learn_key, gradient_steps_per_iteration(cfg)),
     )
-    state = state.replace(
-        **{
-            name: jax.tree.map(
-                lambda new, old: jnp.where(learning_now, new, old),
-                getattr(learned, name),
-                getattr(state, name),
-            )
-            for name in LEARNED
-        }
-    )
-    metrics = jax.tree.map(jnp.mean, metrics)
-    metrics.update(rollout_stats)
-    return state.replace(iteration=state.iteration + 1), metrics
 
 
 def act(
@@ -310,8 +257,7 @@ def act(
     """Env-unit actions: ``pi(s)``, plus the exploration noise unless deterministic."""
     action = nets.actor.apply(params, obs)
     if not deterministic:
-        noise = exploration_noise * jax.random.normal(key, action.shape)
-        action = jnp.clip(action + noise, -1.0, 1.0)
+        action = noisy_action(action, key, exploration_noise)
     return bounds.to_env(action)
 
 
@@ -326,11 +272,7 @@ def make_agent(config: Config, env: Environment, env_params: Any = None) -> Agen
     """TD3's ``init``, ``update``, ``evaluate`` and ``act`` for ``env`` (``rlzoo.core.agent``)."""
     check_config(config)
     env_params = env.default_params if env_params is None else env_params
-    action_space = env.action_space(env_params)
-    if not isinstance(action_space, Box) or len(action_space.shape) != 1:
-        raise ValueError(f"TD3 needs a vector Box action space, got {action_space!r}")
-    action_dim = action_space.shape[0]
-    bounds = ActionBounds(action_space.low, action_space.high)
+    action_dim, bounds = box_action_space(env, env_params, "TD3")
     nets = Networks(
         actor=DeterministicActor(action_dim, config.hidden_sizes, config.activation),
         critic=QNetwork(config.hidden_sizes, config.activation),
@@ -338,33 +280,22 @@ def make_agent(config: Config, env: Environment, env_params: Any = None) -> Agen
     train_env = VectorEnv(EpisodeStatistics(env), config.num_envs)
     buffer = ReplayBuffer(config.buffer_size, config.num_envs, config.replay_backend)
     obs_shape = tuple(env.observation_space(env_params).shape)
-    # Evaluation's stochastic mode uses the base config's exploration noise.
-    bound_act = functools.partial(act, nets, bounds, float(config.exploration_noise))
 
     def init(key: jax.Array, cfg: Config = config, data: Any = None) -> TrainState:
         del data
         key, actor_key, critic_key, env_key = jax.random.split(key, 4)
         obs, env_state = train_env.reset(env_key, env_params)
-        dummy_obs = jnp.zeros(obs_shape, jnp.float32)
-        dummy_action = jnp.zeros((action_dim,), jnp.float32)
-        actor_params = nets.actor.init(actor_key, dummy_obs)
-        critic_params = nets.critic.init(critic_key, dummy_obs, dummy_action)
-        tx = optax.adam(cfg.learning_rate)
-        example = {
-            "observations": dummy_obs,
-            "actions": dummy_action,
-            "rewards": jnp.zeros((), jnp.float32),
-            "terminated": jnp.zeros((), bool),
-            "truncated": jnp.zeros((), bool),
-            "next_observations": dummy_obs,
-        }
+        example = replay_example(obs_shape, action_dim)
         return TrainState(
-            actor_params=actor_params,
-            critic_params=critic_params,
-            target_actor_params=actor_params,
-            target_critic_params=critic_params,
-            actor_opt=tx.init(actor_params),
-            critic_opt=tx.init(critic_params),
+            **init_actor_critic(
+                nets.actor,
+                nets.critic,
+                actor_key,
+                critic_key,
+                example["observations"],
+                example["actions"],
+                optax.adam(cfg.learning_rate),
+            ),
             replay=buffer.init(example),
             env_state=env_state,
             obs=obs,
@@ -374,15 +305,15 @@ def make_agent(config: Config, env: Environment, env_params: Any = None) -> Agen
             config=cfg,
         )
 
-    return Agent(
+    return build_agent(
+        config,
+        env,
+        env_params,
         init=init,
         update=functools.partial(update, nets, train_env, env_params, buffer, bounds),
-        evaluate=episode_evaluator(
-            bound_act, policy_params, ClipAction(env), env_params, config.num_eval_episodes
-        ),
-        act=bound_act,
+        # Evaluation's stochastic mode uses the base config's exploration noise.
+        act=functools.partial(act, nets, bounds, float(config.exploration_noise)),
         policy_params=policy_params,
-        num_iterations=config.total_steps // (config.num_envs * config.num_steps),
         steps_per_iteration=config.num_envs * config.num_steps,
         step_unit=STEP_UNIT,
         score_key=SCORE_KEY,

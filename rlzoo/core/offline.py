@@ -1,0 +1,93 @@
+"""Plumbing shared by the agents that learn from a fixed dataset (``td3_bc``, ``iql``,
+``prdc``, ``a2pr``): checks, state normalisation, minibatch preparation, the iteration's
+scan of gradient steps and the deterministic actor's ``act``.
+
+Every one counts progress in gradient steps and takes its dataset through ``data``
+(``rlzoo.core.agent``); observations are normalised by ``ObsScale`` and actions handled in
+the unit box (``rlzoo.nets.ActionBounds``). Truncated transitions bootstrap, terminated
+ones do not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from rlzoo.core.off_policy import Metrics, noisy_action
+from rlzoo.data.sampling import SAMPLERS, ObsScale, dataset_scale
+from rlzoo.nets import ActionBounds
+
+
+def check_offline_config(config: Any, positive: tuple[str, ...]) -> None:
+    """Checks of a dataset agent; the fields in ``positive`` must be >= 1."""
+    for name in positive:
+        if getattr(config, name) < 1:
+            raise ValueError(f"{name} must be >= 1, got {getattr(config, name)}")
+    if config.sampler not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {SAMPLERS}, got {config.sampler!r}")
+    if config.total_steps < config.updates_per_iteration:
+        raise ValueError(
+            f"total_steps = {config.total_steps} is less than one iteration's "
+            f"updates_per_iteration = {config.updates_per_iteration}."
+        )
+
+
+def init_obs_scale(
+    normalize: bool, observations: jax.Array, obs_shape: tuple[int, ...]
+) -> ObsScale:
+    """The dataset's mean and ``std + 1e-3`` if ``normalize``, else the identity."""
+    if normalize:
+        return dataset_scale(observations)
+    return ObsScale(jnp.zeros(obs_shape), jnp.ones(obs_shape))
+
+
+def prepare_batch(
+    batch: dict[str, jax.Array], obs_scale: ObsScale, bounds: ActionBounds, gamma: float | jax.Array
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array, jax.Array]:
+    """``(obs, next_obs, unit-box actions, rewards, discounts)`` in float32, normalised states.
+
+    ``discounts = gamma * (1 - terminated)``: truncations bootstrap.
+    """
+    obs = obs_scale(batch["observations"].astype(jnp.float32))
+    next_obs = obs_scale(batch["next_observations"].astype(jnp.float32))
+    actions = bounds.to_unit(batch["actions"].astype(jnp.float32))
+    rewards = batch["rewards"].astype(jnp.float32)
+    discounts = gamma * (1.0 - batch["terminated"].astype(jnp.float32))
+    return obs, next_obs, actions, rewards, discounts
+
+
+def scan_learn_steps(
+    learn_step: Callable[[Any, jax.Array], tuple[Any, Metrics]], state: Any, num_steps: int
+) -> tuple[Any, Metrics]:
+    """``num_steps`` ``learn_step``s in a scan, one key each; metrics are their means."""
+    key, scan_key = jax.random.split(state.key)
+    state, metrics = jax.lax.scan(
+        learn_step, state.replace(key=key), jax.random.split(scan_key, num_steps)
+    )
+    return state.replace(iteration=state.iteration + 1), jax.tree.map(jnp.mean, metrics)
+
+
+def deterministic_act(
+    actor: Any,
+    bounds: ActionBounds,
+    exploration_noise: float,
+    params: tuple[ObsScale, Any],
+    obs: jax.Array,
+    key: jax.Array,
+    deterministic: bool,
+) -> jax.Array:
+    """``params = (state normalisation, actor params)``; env-unit ``pi(s)``, plus noise unless
+    ``deterministic``."""
+    obs_scale, actor_params = params
+    action = actor.apply(actor_params, obs_scale(obs))
+    if not deterministic:
+        action = noisy_action(action, key, exploration_noise)
+    return bounds.to_env(action)
+
+
+def scaled_policy_params(state: Any) -> tuple[ObsScale, Any]:
+    """What ``act`` needs: the state normalisation and the actor's weights."""
+    return state.obs_scale, state.actor_params
