@@ -100,13 +100,17 @@ def rollout(env, params, actions, seed=0):
 # --------------------------------------------------------------------------- registry
 
 
-def test_registered_ids_cover_both_backends():
+def test_registered_ids_cover_every_backend():
     import brax.envs
+
+    from rlzoo.envs.tokens import token_names
 
     ids = envs.registered_ids()
     assert {f"gymnax/{n}" for n in gymnax.registered_envs} <= set(ids)
     assert {f"brax/{n}" for n in brax.envs._envs} <= set(ids)
-    assert len(ids) == len(set(ids)) == len(gymnax.registered_envs) + len(brax.envs._envs)
+    assert {f"tokens/{n}" for n in token_names()} <= set(ids)
+    expected = len(gymnax.registered_envs) + len(brax.envs._envs) + len(token_names())
+    assert len(ids) == len(set(ids)) == expected
 
 
 @pytest.mark.parametrize(
