@@ -222,9 +222,14 @@ def entry(
             return
         start_process(program)
         try:
-            main(spec_from_flags(overrides, kind))
+            spec = spec_from_flags(overrides, kind)
+            main(spec)
         except Interrupted as stopped:  # SIGINT / SIGTERM: checkpointed, not a mistake
-            print(f"{program}: stopped: {stopped}", file=sys.stderr)
+            print(
+                f"{program}: stopped: {stopped}. Continue with python -m {program} --resume "
+                f"--run_dir={spec.run_dir}",
+                file=sys.stderr,
+            )
             sys.exit(130)
         except (RunError, ValueError) as error:
             fail(program, error)

@@ -9,7 +9,9 @@ Traced fields (floats) of all points of a grid share one compiled program. Stati
 (sizes, counts, switches; e.g. ``--sweep.num_envs=4,16``) form groups that are compiled
 and trained one after another. When a group's program would not fit in device memory
 (XLA's estimate for the compiled program), its points are split in halves until it fits.
-Every flag of ``rlzoo.train`` (``--config.<field>``, ``--total_timesteps``, ...) applies.
+Every flag of ``rlzoo.train`` (``--config.<field>``, ``--total_steps``, ...) applies.
+A killed sweep continues with ``--resume --run_dir=DIR``: finished groups are read back,
+the interrupted group resumes from its last checkpoint, and the rest start.
 
 Output, in ``--run_dir``: one run directory per program (``group-<g>[-part-<p>]``), and
 ``results.md`` / ``results.json``: each config's final evaluation mean, IQM and 95%
@@ -36,8 +38,8 @@ from rlzoo.analysis.stats import seed_summary
 from rlzoo.core import hparams
 from rlzoo.launch.callbacks import Callback, default_callbacks
 from rlzoo.launch.configs import resolve_config
-from rlzoo.launch.files import write_atomic, write_json
-from rlzoo.launch.runner import BatchTooLarge, RunSpec, run
+from rlzoo.launch.files import read_json, write_atomic, write_json
+from rlzoo.launch.runner import FORMAT, BatchTooLarge, RunError, RunSpec, resume_spec, run
 
 flags.DEFINE_enum("search", "grid", ["grid", "random"], "Grid over all values, or samples.")
 flags.DEFINE_integer("num_samples", 0, "Random search: number of configs to sample.")
@@ -146,21 +148,48 @@ def group_by_static(points: list[dict[str, Any]], config: Any) -> list[tuple[dic
     return list(groups.values())
 
 
-def run_group(spec: RunSpec, callbacks: Callable[[], list[Callback]]) -> list[dict]:
-    """Train one static group; halve its points until each program fits in memory."""
+def run_group(
+    spec: RunSpec,
+    callbacks: Callable[[], list[Callback]],
+    resume: bool = False,
+    changes: dict[str, Any] | None = None,
+) -> list[dict]:
+    """Train one static group; halve its points until each program fits in memory.
+
+    On ``resume`` a group that has a run directory continues it (or, when finished, just
+    reads its summary); a group that was split continues part by part; one that never
+    started starts now.
+    """
+    run_dir = Path(spec.run_dir)
+    started = resume and (run_dir / "config.json").exists()
+    if resume and not started and Path(f"{spec.run_dir}-part-0").exists():
+        return split_group(spec, callbacks, resume, changes)
     try:
-        return [run(spec, callbacks=callbacks())]
+        return [
+            run(spec, resume=started, changes=changes if started else None, callbacks=callbacks())
+        ]
     except BatchTooLarge as error:
-        if len(spec.sweep) < 2:
+        trained = any(p.name.isdigit() for p in (run_dir / "checkpoints").glob("*"))
+        if len(spec.sweep) < 2 or trained:  # a run with checkpoints is never deleted
             raise
-        half = len(spec.sweep) // 2
         print(f"rlzoo.sweep: {error} Splitting {len(spec.sweep)} configs into two programs.")
         shutil.rmtree(spec.run_dir, ignore_errors=True)  # the run never trained
-        parts = []
-        for p, chunk in enumerate((spec.sweep[:half], spec.sweep[half:])):
-            part = dataclasses.replace(spec, sweep=chunk, run_dir=f"{spec.run_dir}-part-{p}")
-            parts += run_group(part, callbacks)
-        return parts
+        return split_group(spec, callbacks, resume, changes)
+
+
+def split_group(
+    spec: RunSpec,
+    callbacks: Callable[[], list[Callback]],
+    resume: bool,
+    changes: dict[str, Any] | None,
+) -> list[dict]:
+    """The group's points in two halves, ``<run_dir>-part-0`` and ``-part-1``."""
+    half = len(spec.sweep) // 2
+    parts = []
+    for p, points in enumerate((spec.sweep[:half], spec.sweep[half:])):
+        part = dataclasses.replace(spec, sweep=points, run_dir=f"{spec.run_dir}-part-{p}")
+        parts += run_group(part, callbacks, resume, changes)
+    return parts
 
 
 def results_table(rows: list[dict], metric: str) -> str:
@@ -179,6 +208,81 @@ def results_table(rows: list[dict], metric: str) -> str:
     return f"Ranked by final `{metric}`.\n\n" + "\n".join(lines) + "\n"
 
 
+def _tuples(value: Any) -> Any:
+    """JSON lists back to the tuples that config fields hold."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
+
+
+def open_sweep(
+    base: RunSpec,
+    dims: list[Dimension],
+    search: str,
+    num_samples: int,
+    search_seed: int,
+    metric: str,
+    resume: bool,
+    changes: dict[str, Any] | None,
+) -> tuple[RunSpec, list[dict[str, Any]], str]:
+    """The base spec, the configs and the metric of the sweep in ``base.run_dir``.
+
+    A new sweep records them in ``sweep.json``; on ``resume`` they are read back from it,
+    the safe ``changes`` applied (as for a run), and ``--sweep.*`` flags, if given again,
+    must expand to the same configs.
+    """
+    root = Path(base.run_dir)
+    if not resume:
+        config = resolve_config(agents.get(base.agent), base.env, base.overrides)
+        points = expand(dims, search, num_samples, search_seed, config)
+        if root.exists() and any(root.iterdir()):
+            raise ValueError(
+                f"{root} is not empty; choose a new --run_dir for the sweep (or pass --resume "
+                "to continue the sweep in it)"
+            )
+        root.mkdir(parents=True, exist_ok=True)
+        record = {
+            "format": FORMAT,
+            "run": dataclasses.asdict(base),
+            "config": hparams.to_dict(config),
+            "points": [{k: hparams.to_dict_value(v) for k, v in p.items()} for p in points],
+            "metric": metric,
+        }
+        write_json(root / "sweep.json", record)
+        return base, points, metric
+    try:
+        stored = read_json(root / "sweep.json")
+    except (OSError, ValueError) as error:
+        raise RunError(
+            f"--resume: {root}/sweep.json cannot be read ({error}); is --run_dir the "
+            "directory of a sweep? Without --resume a new sweep starts."
+        ) from error
+    if stored.get("format") != FORMAT:
+        raise RunError(f"--resume: {root} holds a sweep of another rlzoo run-directory format")
+    spec, updated = resume_spec(stored, str(root), changes or {})
+    if updated != stored:  # safe changes (a longer budget) hold for groups not yet started
+        write_json(root / "sweep.json", updated)
+    spec = dataclasses.replace(spec, overrides={k: _tuples(v) for k, v in spec.overrides.items()})
+    points = [{k: _tuples(v) for k, v in p.items()} for p in stored["points"]]
+    if dims:
+        config = resolve_config(agents.get(spec.agent), spec.env, spec.overrides)
+        asked = expand(dims, search, num_samples, search_seed, config)
+        if [{k: hparams.to_dict_value(v) for k, v in p.items()} for p in asked] != stored["points"]:
+            raise RunError(
+                f"--resume: the --sweep.* flags give other configs than the sweep in {root} "
+                f"({len(asked)} now, {len(points)} stored); drop them to continue the stored "
+                "sweep, or start a new --run_dir."
+            )
+    return spec, points, metric or stored["metric"]
+
+
+def group_changes(changes: dict[str, Any] | None, points: list[dict]) -> dict[str, Any] | None:
+    """``changes`` for a group's run: swept fields are the sweep's, not the command line's."""
+    if not changes or "overrides" not in changes:
+        return changes
+    swept = {k for p in points for k in p}
+    kept = {k: v for k, v in changes["overrides"].items() if k not in swept}
+    return {**changes, "overrides": kept}
+
+
 def sweep(
     base: RunSpec,
     dims: list[Dimension],
@@ -187,17 +291,22 @@ def sweep(
     search_seed: int = 0,
     metric: str = "",
     callbacks: Callable[[], list[Callback]] = list,
+    resume: bool = False,
+    changes: dict[str, Any] | None = None,
 ) -> list[dict]:
     """Run every group of the sweep below ``base.run_dir``; returns ranked result rows.
 
     ``metric`` defaults to the agent's score key; ``callbacks`` makes each run's reporters.
+    ``resume`` continues a killed sweep: finished groups are read, the interrupted one
+    resumes from its last checkpoint, the rest start (``changes`` as for ``run``).
     """
-    config = resolve_config(agents.get(base.agent), base.env, base.overrides)
-    points = expand(dims, search, num_samples, search_seed, config)
-    groups = group_by_static(points, config)
+    base, points, metric = open_sweep(
+        base, dims, search, num_samples, search_seed, metric, resume, changes
+    )
     root = Path(base.run_dir)
-    if root.exists() and any(root.iterdir()):
-        raise ValueError(f"{root} is not empty; choose a new --run_dir for the sweep")
+    groups = group_by_static(
+        points, resolve_config(agents.get(base.agent), base.env, base.overrides)
+    )
     print(
         f"rlzoo.sweep: {len(points)} configs x {base.num_seeds} seeds in {len(groups)} "
         "program group(s)"
@@ -211,7 +320,7 @@ def sweep(
             sweep=traced_points,
             run_dir=str(root / f"group-{g}"),
         )
-        for summary in run_group(spec, callbacks):
+        for summary in run_group(spec, callbacks, resume, group_changes(changes, points)):
             metric = metric or summary["score_key"]
             per_seed = np.asarray(summary["final_eval_per_seed"][metric])
             seeds = summary["num_seeds"]
@@ -224,7 +333,7 @@ def sweep(
                         "diverged": entry["diverged"],  # None, or where it went non-finite
                         "seeds": seeds,
                         "per_seed": scores.tolist(),
-                        "run_dir": str(Path(summary["run_dir"]).relative_to(root)),
+                        "run_dir": Path(summary["run_dir"]).name,  # group-<g>[-part-<p>]
                     }
                 )
     # Best first; diverged points (and any non-finite mean) last.
@@ -262,6 +371,8 @@ def main(base: RunSpec) -> None:
         flags.search_seed,
         flags.metric,
         callbacks=lambda: default_callbacks(flags.progress, flags.tensorboard),
+        resume=flags.resume,
+        changes=cli.resume_changes(base) if flags.resume else None,
     )
 
 

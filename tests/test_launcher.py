@@ -119,14 +119,22 @@ def test_resume_after_kill_equals_uninterrupted_run(tmp_path):
 
 def test_seeds_sharded_over_four_devices_equal_one_device(tmp_path):
     script = textwrap.dedent(f"""
-        import json, jax
+        import json, os, jax
+        from rlzoo.launch.devices import device_memory_bytes
         from rlzoo.launch.runner import RunSpec, run
         assert len(jax.devices()) == 4, jax.devices()
-        out = {{}}
+        # The four CPU devices share the host's RAM: each is budgeted a quarter of 80%.
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        assert abs(device_memory_bytes(jax.devices()[0]) - 0.2 * ram) <= 1, ram
+        out, needed = {{}}, {{}}
         for n in (1, 4):
             spec = RunSpec(num_seeds=4, num_devices=n, run_dir="{tmp_path}/d%d" % n,
                            overrides={dict(TINY, total_steps=6 * 64)!r}, eval_every=192)
-            out[n] = run(spec, callbacks=[])["final_eval_per_seed"]
+            summary = run(spec, callbacks=[])
+            out[n] = summary["final_eval_per_seed"]
+            needed[n] = summary["compiled_bytes_per_device"]
+        # The estimate is per device: one seed per device needs about a quarter.
+        assert needed[4] < 0.5 * needed[1], needed
         print(json.dumps(out))
     """)
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
@@ -376,6 +384,35 @@ def test_resume_refuses_changed_flags_and_applies_the_safe_ones(tmp_path, finish
     same = {"num_seeds": 2, "eval_every": 64, "overrides": {"num_steps": 16}}
     again = run(spec, resume=True, changes=same, callbacks=[])  # finished: nothing to do
     assert again["final_eval_per_seed"] == json.loads(json.dumps(summary["final_eval_per_seed"]))
+
+
+def test_resume_extends_total_steps_as_if_planned_from_the_start(tmp_path, finished_run):
+    """A larger --total_steps on resume trains on; the result equals the longer run."""
+    run_dir, _ = finished_run  # anneal_lr: its schedule spans the budget, so refused
+    longer = {"overrides": {"total_steps": 16 * 64}}
+    with pytest.raises(RunError, match=r"anneal_lr.*cannot grow"):
+        run(RunSpec(run_dir=str(run_dir)), resume=True, changes=longer, callbacks=[])
+    constant = dict(TINY, anneal_lr=False)
+    short = tiny_spec(tmp_path / "short", iterations=4, overrides=dict(constant, total_steps=256))
+    run(short, callbacks=[])
+    with pytest.raises(RunError, match=r"--config.total_steps: 256 -> 128"):
+        run(short, resume=True, changes={"overrides": {"total_steps": 128}}, callbacks=[])
+    extended = run(short, resume=True, changes={"overrides": {"total_steps": 512}}, callbacks=[])
+    straight = run(
+        tiny_spec(tmp_path / "straight", overrides=dict(constant, total_steps=512)), callbacks=[]
+    )
+    assert extended["steps_per_seed"] == 512
+    assert extended["final_eval_per_seed"] == straight["final_eval_per_seed"]
+    jax.tree.map(
+        np.testing.assert_array_equal,
+        final_params(tmp_path / "short"),
+        final_params(tmp_path / "straight"),
+    )
+    config = json.loads((tmp_path / "short" / "config.json").read_text())
+    assert config["config"]["total_steps"] == 512 and config["agent"]["num_iterations"] == 8
+    rows = [json.loads(line) for line in (tmp_path / "short" / "metrics.jsonl").open()]
+    train_rows = [(r["iteration"], r["seed"]) for r in rows if "eval" not in r]
+    assert sorted(train_rows) == [(i, s) for i in range(1, 9) for s in range(2)]
 
 
 def final_params(run_dir):

@@ -1,15 +1,23 @@
 """Sweeps: parsing, grids and groups, one program per static group, results table."""
 
 import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from rlzoo.agents import ppo
-from rlzoo.launch.runner import RunSpec
+from rlzoo.launch.runner import RunError, RunSpec, run
 from rlzoo.sweep import expand, group_by_static, parse_sweep_flags, sweep
 
 pytestmark = pytest.mark.timeout(600)
+
+ROOT = Path(__file__).resolve().parents[1]
 
 TINY = dict(
     num_envs=4,
@@ -89,7 +97,6 @@ def test_sweep_trains_each_config_like_a_single_run(tmp_path):
     saved = json.loads((tmp_path / "sweep" / "results.json").read_text())
     assert len(saved["rows"]) == 2
     # The swept point equals a single run with that learning rate and the same seeds.
-    from rlzoo.launch.runner import run
 
     single = run(
         RunSpec(
@@ -143,3 +150,57 @@ def test_a_group_too_large_for_the_memory_limit_is_split(tmp_path):
         np.testing.assert_allclose(
             row["per_seed"], by_rate[row["config"]["learning_rate"]], rtol=1e-4
         )
+
+
+def test_a_killed_sweep_resumes_and_ends_like_an_uninterrupted_one(tmp_path):
+    """SIGKILL in the first of two groups; --resume finishes it and runs the second."""
+    flags = [
+        "--num_seeds=2",
+        "--cpu_devices=1",  # as in this process, so that the numbers compare bit for bit
+        "--eval_every=128",
+        "--progress=false",
+        "--tensorboard=false",
+        "--sweep.num_epochs=1,2",  # static: two groups, compiled one after the other
+        *(f"--config.{k}={v}" for k, v in TINY.items()),
+        "--total_steps=512",  # 8 iterations, a checkpoint every 2
+    ]
+    root = tmp_path / "killed"
+
+    def cli(*args, **env):
+        return subprocess.run(
+            [sys.executable, "-m", "rlzoo.sweep", *flags, f"--run_dir={root}", *args],
+            cwd=ROOT,
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            timeout=500,
+        )
+
+    killed = cli(RLZOO_FAILPOINT="before_checkpoint@8")  # group 0's last checkpoint
+    assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+    # Saves are asynchronous: the one at 6 may be cut, the one at 4 was waited for.
+    assert (root / "group-0" / "checkpoints" / "4").is_dir()
+    assert not (root / "group-1").exists() and not (root / "results.json").exists()
+    resumed = cli("--resume")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert re.search(r"resumed from iteration [46]\b", resumed.stdout), resumed.stdout
+
+    # The interrupted group equals an uninterrupted run of its config (same device count).
+    overrides = dict(TINY, total_steps=512, num_epochs=1)
+    whole = run(
+        RunSpec(num_seeds=2, overrides=overrides, run_dir=str(tmp_path / "whole"), eval_every=128),
+        callbacks=[],
+    )
+    rows = json.loads((root / "results.json").read_text())["rows"]
+    assert sorted(r["config"]["num_epochs"] for r in rows) == [1, 2]
+    row = next(r for r in rows if r["config"]["num_epochs"] == 1)
+    assert row["per_seed"] == whole["final_eval_per_seed"]["eval/deterministic_return"]
+    lines = [(d / "metrics.jsonl").read_text() for d in (root / "group-0", tmp_path / "whole")]
+    assert lines[0] == lines[1]
+    again = cli("--resume")  # finished: every group is read back, nothing trains
+    assert again.returncode == 0 and again.stdout.count("already finished") == 2
+    _, other = parse_sweep_flags(["--sweep.num_epochs=1,3"], ppo.Config)
+    with pytest.raises(RunError, match="other configs than the sweep"):
+        sweep(RunSpec(run_dir=str(root)), other, resume=True)
+    with pytest.raises(RunError, match=r"sweep\.json cannot be read"):
+        sweep(RunSpec(run_dir=str(tmp_path / "whole")), [], resume=True)

@@ -443,6 +443,7 @@ def make_agent(config: Config, env: Environment, env_params: Any = None) -> Agen
         score_key=SCORE_KEY,
         metrics=METRICS,
         data_kind=DATA_KIND,
+        schedule_spans_budget=config.anneal_lr,
     )
 
 

@@ -64,6 +64,9 @@ class Agent:
     score_key: str  # an ``evaluate`` metric, higher is better
     metrics: Mapping[str, str]  # every metric name ``update`` / ``evaluate`` return -> doc
     data_kind: str | None = None
+    # True when ``update`` depends on the whole budget (a learning-rate schedule over the
+    # run): then ``total_steps`` cannot be extended when the run is resumed.
+    schedule_spans_budget: bool = False
 
     def __post_init__(self) -> None:
         if self.step_unit not in STEP_UNITS:

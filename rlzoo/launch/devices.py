@@ -64,22 +64,34 @@ def replicated_sharding(mesh: Mesh) -> NamedSharding:
 
 
 def device_memory_bytes(device: jax.Device) -> int:
-    """Memory a program may use on ``device``: the allocator limit, or 80% of host RAM."""
+    """Memory a program may use on ``device``, the same notion on every backend.
+
+    An accelerator has its own memory: its allocator limit. The CPU devices of a process
+    all draw on the host's RAM, so each gets an equal part of 80% of it. Compared with
+    :func:`compiled_bytes`, which is also per device.
+    """
     stats = device.memory_stats() if hasattr(device, "memory_stats") else None
     if stats and stats.get("bytes_limit"):
         return int(stats["bytes_limit"])
-    return int(0.8 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    sharing = sum(d.platform == device.platform for d in jax.local_devices()) or 1
+    return int(0.8 * ram / sharing)
 
 
 def compiled_bytes(compiled) -> int | None:
-    """XLA's estimate of the memory one compiled program needs (per device), if known."""
+    """XLA's estimate of the memory one compiled program needs per device, if known.
+
+    For a program partitioned over devices XLA reports one device's share. Donated
+    arguments that alias outputs are counted once.
+    """
     try:
         m = compiled.memory_analysis()
     except Exception:  # not every backend reports it
         return None
     if m is None:
         return None
-    return int(m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes)
+    aliased = getattr(m, "alias_size_in_bytes", 0)
+    return int(m.argument_size_in_bytes + m.output_size_in_bytes - aliased + m.temp_size_in_bytes)
 
 
 def global_array(host_value: np.ndarray, sharding: NamedSharding) -> jax.Array:

@@ -136,24 +136,32 @@ class Schedule:
 SAFE_ON_RESUME = ("eval_every", "checkpoint_every", "max_to_keep", "num_devices", "memory_limit")
 
 
-def resume_spec(stored: dict[str, Any], run_dir: str, changes: dict[str, Any]) -> RunSpec:
-    """The stored spec with the safe ``changes`` applied; refuse any other difference.
+def resume_spec(
+    stored: dict[str, Any], run_dir: str, changes: dict[str, Any]
+) -> tuple[RunSpec, dict[str, Any]]:
+    """The stored spec and config record with the safe ``changes`` applied; refuse others.
 
     ``changes`` holds what the user asked for now: spec fields, and ``overrides`` (config
-    fields, compared with the stored resolved config).
+    fields, compared with the stored resolved config). A larger ``total_steps`` extends
+    the run (``build`` refuses it for agents whose schedule spans the budget).
     """
     try:
         spec = dataclasses.replace(RunSpec(**stored["run"]), run_dir=run_dir)
     except TypeError as error:  # a hand-edited or foreign "run" entry
         raise RunError(f"--resume: the 'run' entry of {run_dir}/config.json: {error}") from error
+    config = dict(stored["config"])
     differ = []
     for name, value in changes.items():
         if name == "overrides":
-            differ += [
-                f"--config.{k}: {stored['config'].get(k)!r} -> {v!r}"
-                for k, v in value.items()
-                if hparams.to_dict_value(v) != stored["config"].get(k)
-            ]
+            for k, v in value.items():
+                before = config.get(k)
+                if hparams.to_dict_value(v) == before:
+                    continue
+                if k == "total_steps" and isinstance(v, int) and v > (before or 0):
+                    config[k] = v  # extend the budget
+                    spec = dataclasses.replace(spec, overrides={**spec.overrides, k: v})
+                else:
+                    differ.append(f"--config.{k}: {before!r} -> {v!r}")
         elif name in SAFE_ON_RESUME:
             spec = dataclasses.replace(spec, **{name: value})
         elif getattr(spec, name) != value:
@@ -161,10 +169,10 @@ def resume_spec(stored: dict[str, Any], run_dir: str, changes: dict[str, Any]) -
     if differ:
         raise RunError(
             f"--resume: these differ from the run in {run_dir}: {'; '.join(differ)}. Only "
-            f"{', '.join(SAFE_ON_RESUME)} and logging may change on resume; drop the others, "
-            "or start a new --run_dir."
+            f"{', '.join(SAFE_ON_RESUME)}, logging and a larger --total_steps may change on "
+            "resume; drop the others, or start a new --run_dir."
         )
-    return spec
+    return spec, {**stored, "config": config, "run": dataclasses.asdict(spec)}
 
 
 def open_run_dir(
@@ -187,8 +195,8 @@ def open_run_dir(
         )
     try:
         stored = read_json(stored_path)
-        if not isinstance(stored, dict) or not {"run", "config"} <= stored.keys():
-            raise ValueError("it lacks the 'run' and 'config' entries")
+        if not isinstance(stored, dict) or not {"run", "config", "agent"} <= stored.keys():
+            raise ValueError("it lacks the 'run', 'config' or 'agent' entries")
     except ValueError as error:  # json.JSONDecodeError is a ValueError
         raise RunError(
             f"--resume: {stored_path} cannot be read as an rlzoo config ({error}); restore it "
@@ -200,7 +208,7 @@ def open_run_dir(
             f"{stored.get('format', 1)}, this is {FORMAT}); its checkpoints cannot be read. "
             "Start the run again in a new --run_dir."
         )
-    return resume_spec(stored, spec.run_dir, changes or {}), stored
+    return resume_spec(stored, spec.run_dir, changes or {})
 
 
 def build(spec: RunSpec, stored: dict[str, Any] | None, data: Any) -> Setup:
@@ -220,6 +228,8 @@ def build(spec: RunSpec, stored: dict[str, Any] | None, data: Any) -> Setup:
         config = hparams.from_dict(agent_module.Config, stored["config"])
     env, env_params = envs.make(spec.env, **spec.env_kwargs)
     agent = agent_module.make_agent(config, env, env_params)
+    if stored is not None and agent.num_iterations != stored["agent"]["num_iterations"]:
+        check_extension(spec, agent, stored["agent"]["num_iterations"])
     if data is None and spec.dataset:
         check_data(spec.agent, agent.data_kind, spec.dataset)  # before reading the file
         data = load_dataset(spec.dataset)
@@ -234,6 +244,18 @@ def build(spec: RunSpec, stored: dict[str, Any] | None, data: Any) -> Setup:
                 f"now {source if data is not None else 'no data'}); resume with the same data."
             )
     return Setup(agent_module, config, env, env_params, agent, data, data_record)
+
+
+def check_extension(spec: RunSpec, agent: Agent, stored_iterations: int) -> None:
+    """Refuse a longer budget on resume where the agent's schedule spans the budget."""
+    if agent.schedule_spans_budget:
+        raise RunError(
+            f"--resume: {spec.agent}'s schedule spans the whole budget of {stored_iterations} "
+            "iterations (a learning-rate schedule such as PPO's anneal_lr), so --total_steps "
+            "cannot grow on resume without changing the updates already made. Start a new "
+            "--run_dir with the longer budget (or train with --config.anneal_lr=false to be "
+            "able to extend it later)."
+        )
 
 
 def data_from_base(agent_module: ModuleType, spec: RunSpec) -> tuple[Any, dict[str, Any]]:
@@ -529,8 +551,15 @@ def train_run(
     run_dir = Path(spec.run_dir)
     primary = jax.process_index() == 0  # one process writes the run directory's files
     run_dir.mkdir(parents=True, exist_ok=True)
+    extended = resume and agent.num_iterations != stored["agent"]["num_iterations"]
+    if extended:  # a larger --total_steps: the record says the new budget from now on
+        print(
+            f"rlzoo: extending the budget from {stored['agent']['num_iterations']} to "
+            f"{agent.num_iterations} iterations"
+        )
+        stored = {**stored, "agent": {**stored["agent"], "num_iterations": agent.num_iterations}}
     stored = stored or record(spec, setup, placement)
-    if not resume and primary:
+    if (extended or not resume) and primary:
         write_json(run_dir / "config.json", stored)
     print(
         f"rlzoo: {spec.agent} on {spec.env}, {spec.num_seeds} seed(s) x "
@@ -735,7 +764,7 @@ def train_chunks(
             checkpointer.close()
             raise Interrupted(
                 f"{received[0]} at iteration {iteration} of {agent.num_iterations}; saved a "
-                f"checkpoint. Continue with --resume --run_dir={spec.run_dir}"
+                f"checkpoint in {spec.run_dir}"
             )
     train_seconds = time.perf_counter() - train_start
     if results is None:  # resumed a run that had already finished
