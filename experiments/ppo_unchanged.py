@@ -2,7 +2,8 @@
 
 Runs the same jobs with the code at ``--ref`` (a git worktree in a temporary folder) and
 with this checkout, then compares every per-seed final evaluation in ``summary.json`` and
-every value of every training and evaluation row of ``metrics.jsonl``. Metric names
+every value of every training and evaluation row (``metrics.jsonl`` before run-directory
+format 3, ``metrics/`` since). Metric names
 changed with the agent contract v2 (``loss`` -> ``loss/total``, ``deterministic_return``
 -> ``eval/deterministic_return``, ...) and ``--total_timesteps`` became ``--total_steps``;
 both are mapped.
@@ -60,14 +61,23 @@ def train(code: Path, run_dir: Path, flags: list[str], old: bool) -> None:
     subprocess.run([*cmd, f"--run_dir={run_dir}", *flags], cwd=code, check=True)
 
 
+def logged_rows(run_dir: Path) -> list[dict]:
+    """Rows in one order for both layouts: ``metrics.jsonl`` (format 2) or ``metrics/``."""
+    if (run_dir / "metrics").is_dir():
+        from rlzoo.analysis.logs import read_rows
+
+        rows = read_rows(run_dir)
+    else:
+        rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    order = lambda r: (bool(r.get("eval")), r["iteration"], r.get("config", 0), r["seed"])
+    return sorted(rows, key=order)
+
+
 def compare(old_dir: Path, new_dir: Path) -> dict:
     old = json.loads((old_dir / "summary.json").read_text())["final_eval_per_seed"]
     new = json.loads((new_dir / "summary.json").read_text())["final_eval_per_seed"]
     summary_equal = all(old[k] == new[RENAMED[k]] for k in old)
-    rows = [
-        [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]
-        for d in (old_dir, new_dir)
-    ]
+    rows = [logged_rows(d) for d in (old_dir, new_dir)]
     compared = differing = 0
     for a, b in zip(*rows, strict=True):
         for key, value in a.items():

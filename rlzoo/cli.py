@@ -51,6 +51,13 @@ flags.DEFINE_float(
     "memory_limit_gib", 0.0, "Memory a program may use per device (GiB); 0: the device's. "
     "A sweep splits its groups to fit.",
 )  # fmt: skip
+flags.DEFINE_bool(
+    "compile_cache", True, "Keep compiled programs on disk, so that launching the same job "
+    "again skips most of the compile (JAX's persistent compilation cache).",
+)  # fmt: skip
+flags.DEFINE_string(
+    "compile_cache_dir", device_lib.default_compile_cache_dir(), "Where --compile_cache keeps them."
+)
 flags.DEFINE_string("env_kwargs", "", "Env options, e.g. backend=positional,episode_length=1000.")
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
 flags.DEFINE_bool("tensorboard", True, "Write TensorBoard events.")
@@ -132,6 +139,10 @@ def start_process(program: str) -> None:
     """Quiet logging, and join the multi-process job when the flags ask for one."""
     if not FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
+    if FLAGS.compile_cache:
+        note = device_lib.use_compile_cache(FLAGS.compile_cache_dir)
+        if note:
+            print(f"{program}: {note}", file=sys.stderr)
     if FLAGS.distributed or FLAGS.coordinator_address:
         try:
             device_lib.initialize_distributed(

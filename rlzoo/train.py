@@ -4,8 +4,8 @@
         --config.learning_rate=3e-4 --run_dir=runs/cartpole
     python -m rlzoo.train --agent=ppo --env=gymnax/CartPole-v1 --describe   # every field
 
-The run directory holds ``config.json``, ``metrics.jsonl`` (one line per iteration and
-seed), TensorBoard events, orbax ``checkpoints/`` and ``summary.json``. A run that was
+The run directory holds ``config.json``, ``metrics/`` (arrays per chunk of iterations and
+per evaluation), TensorBoard events, orbax ``checkpoints/`` and ``summary.json``. A run that was
 killed continues with ``--resume --run_dir=DIR`` and ends with the same numbers as an
 uninterrupted one. The library behind it is ``rlzoo.launch.runner``.
 """

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from rlzoo import agents, envs
+from rlzoo.analysis.logs import read_rows
 from rlzoo.core import hparams
 from rlzoo.core.agent import STEP_UNITS, Agent, check_data
 from rlzoo.data import collect_transitions
@@ -255,10 +256,10 @@ def test_resume_refuses_different_data(tmp_path):
     changed = dict(data, rewards=data["rewards"] + 1.0)
     with pytest.raises(RunError, match="data differs"):
         run(spec, resume=True, data=changed, callbacks=[])
-    rows = (tmp_path / "bc" / "metrics.jsonl").read_text()
+    rows = read_rows(tmp_path / "bc")
     summary = run(spec, resume=True, data=data, callbacks=[])  # the same data resumes
     assert summary["step_unit"] == "gradient_steps"
-    assert (tmp_path / "bc" / "metrics.jsonl").read_text() == rows  # finished: no new rows
+    assert read_rows(tmp_path / "bc") == rows  # finished: no new rows
 
 
 def test_data_is_an_argument_not_a_compiled_constant():

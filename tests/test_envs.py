@@ -6,6 +6,9 @@ under test. Compiles run with XLA's cheap CPU settings to keep this file fast on
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import gymnax
 import jax
 import jax.numpy as jnp
@@ -112,6 +115,16 @@ def test_registered_ids_cover_every_backend():
     built_in = [i for i in ids if i.split("/", 1)[0] in ("gymnax", "brax", "tokens")]
     expected = len(gymnax.registered_envs) + len(brax.envs._envs) + len(token_names())
     assert len(ids) == len(set(ids)) and len(built_in) == expected  # others: envs.register
+    assert sorted(envs.BRAX_NAMES) == sorted(brax.envs._envs)  # the list written out
+
+
+def test_an_unknown_env_id_is_answered_without_importing_brax():
+    script = (
+        "import sys\nfrom rlzoo import envs\ntry:\n    envs.make('gymnax/CartPol')\n"
+        "except ValueError as e:\n    assert 'hopper' in str(e), e\n"
+        "assert 'brax' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
 
 
 @pytest.mark.parametrize(

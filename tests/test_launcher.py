@@ -16,9 +16,11 @@ import pytest
 
 from rlzoo import envs
 from rlzoo.agents import bc, ppo
+from rlzoo.analysis import report
+from rlzoo.analysis.logs import MetricsLog, read_rows
 from rlzoo.core import hparams
+from rlzoo.launch import devices as device_lib
 from rlzoo.launch.callbacks import TensorBoard
-from rlzoo.launch.files import MetricsLog
 from rlzoo.launch.runner import RunError, RunSpec, run
 
 pytestmark = pytest.mark.timeout(600)
@@ -59,13 +61,15 @@ def test_run_directory_has_every_file(finished_run):
     run_dir, summary = finished_run
     config = json.loads((run_dir / "config.json").read_text())
     assert config["run"]["num_seeds"] == 2 and config["config"]["num_steps"] == 16
-    rows = MetricsLog(run_dir / "metrics.jsonl").read()
+    rows = read_rows(run_dir)
     train_rows = [r for r in rows if not r.get("eval")]
     eval_rows = [r for r in rows if r.get("eval")]
     assert sorted({(r["iteration"], r["seed"]) for r in train_rows}) == [
         (i, s) for i in range(1, 9) for s in range(2)
     ]
     assert {r["iteration"] for r in eval_rows} == {2, 4, 6, 8}
+    (read,) = report.load_runs(run_dir)  # the report reads the same rows
+    assert read.train_rows == train_rows and read.eval_rows == eval_rows
     assert any((run_dir / "tensorboard").iterdir())
     assert (
         sorted(p.name for p in (run_dir / "checkpoints").iterdir() if p.name.isdigit())[-1] == "8"
@@ -108,7 +112,7 @@ def test_resume_after_kill_equals_uninterrupted_run(tmp_path):
     assert "resumed from iteration" in out_resumed
 
     def metrics(name):
-        rows = MetricsLog(tmp_path / name / "metrics.jsonl").read()
+        rows = read_rows(tmp_path / name)
         return sorted(rows, key=lambda r: (r["iteration"], r["seed"], bool(r.get("eval"))))
 
     assert metrics("killed") == metrics("whole")
@@ -151,7 +155,7 @@ def test_seeds_sharded_over_four_devices_equal_one_device(tmp_path):
     np.testing.assert_allclose(
         out["4"]["eval/deterministic_return"], out["1"]["eval/deterministic_return"], rtol=1e-5
     )
-    rows = {n: MetricsLog(tmp_path / f"d{n}" / "metrics.jsonl").read() for n in (1, 4)}
+    rows = {n: read_rows(tmp_path / f"d{n}") for n in (1, 4)}
     for a, b in zip(rows[1], rows[4], strict=True):
         assert a.keys() == b.keys()
         np.testing.assert_allclose([a[k] for k in a], [b[k] for k in a], rtol=1e-4, atol=1e-5)
@@ -164,11 +168,19 @@ def test_cli_end_to_end_prints_summary(tmp_path):
         f"--run_dir={tmp_path / 'cli'}",
         *[f"--config.{k}={v}" for k, v in TINY.items()],
         "--progress=true",
+        f"--compile_cache_dir={tmp_path / 'cache'}",
     )
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, out
     assert "final eval/deterministic_return" in out
     assert (tmp_path / "cli" / "summary.json").exists()
+    assert any((tmp_path / "cache").iterdir())  # the compiled programs, for the next launch
+
+
+def test_an_unusable_compile_cache_directory_is_a_note_not_a_failure(tmp_path):
+    (tmp_path / "file").write_text("")
+    note = device_lib.use_compile_cache(str(tmp_path / "file" / "cache"))
+    assert note and "compile cache off" in note and "--compile_cache_dir" in note
 
 
 # ------------------------------------------------------------------ bad input, clear errors
@@ -275,8 +287,8 @@ def test_sigterm_checkpoints_and_resume_equals_uninterrupted_run(tmp_path):
     ]
     whole = cli(*flags, f"--run_dir={tmp_path / 'whole'}")
     stopped = cli(*flags, f"--run_dir={tmp_path / 'stopped'}")
-    log = tmp_path / "stopped" / "metrics.jsonl"
-    wait_for(lambda: log.exists() and log.stat().st_size > 0)
+    log = tmp_path / "stopped" / "metrics"
+    wait_for(lambda: log.exists() and any(log.glob("train-*.npz")))
     stopped.send_signal(signal.SIGTERM)
     out, _ = stopped.communicate(timeout=300)
     assert stopped.returncode == 130, out
@@ -342,13 +354,22 @@ def test_run_directory_lock_refuses_a_live_owner_and_takes_over_a_stale_one(tmp_
     assert not (tmp_path / ".lock").exists()
 
 
-def test_metrics_log_keeps_rows_after_a_cut_line(tmp_path):
-    log = MetricsLog(tmp_path / "metrics.jsonl")
-    log.append([{"iteration": 1, "seed": 0}])
-    with open(tmp_path / "metrics.jsonl", "a") as f:
-        f.write('{"iteration": 2, "se')  # a crash mid-write
-    log.append([{"iteration": 2, "seed": 0}, {"iteration": 3, "seed": 0}])
-    assert [r["iteration"] for r in log.read()] == [1, 2, 3]
+def test_metrics_log_survives_a_cut_write_and_truncates_to_a_checkpoint(tmp_path):
+    log = MetricsLog(tmp_path / "metrics")
+    loss = np.arange(12, dtype=np.float32).reshape(2, 6)  # 2 agents, 6 iterations
+    log.append_train(1, {"loss": loss[:, :2]})
+    log.append_eval(2, {"return": np.array([1.0, 2.0])})
+    (tmp_path / "metrics" / ".train-000000003.npz.x.tmp").write_bytes(b"PK\x03")  # a crash
+    log.append_train(3, {"loss": loss[:, 2:]})
+    assert log.train()["iteration"].tolist() == [1, 2, 3, 4, 5, 6]
+    np.testing.assert_array_equal(log.train()["loss"], loss)
+    rows = log.rows(num_seeds=1, steps_per_iteration=10)
+    assert len(rows) == 14 and rows[-1] == {
+        "iteration": 2, "seed": 0, "config": 1, "eval": True, "step": 20, "return": 2.0
+    }  # fmt: skip
+    log.truncate_after(4)  # a chunk that runs past the checkpoint is cut there
+    np.testing.assert_array_equal(log.train()["loss"], loss[:, :4])
+    assert log.evaluations()["iteration"].tolist() == [2]
 
 
 @pytest.mark.parametrize(
@@ -410,7 +431,7 @@ def test_resume_extends_total_steps_as_if_planned_from_the_start(tmp_path, finis
     )
     config = json.loads((tmp_path / "short" / "config.json").read_text())
     assert config["config"]["total_steps"] == 512 and config["agent"]["num_iterations"] == 8
-    rows = [json.loads(line) for line in (tmp_path / "short" / "metrics.jsonl").open()]
+    rows = read_rows(tmp_path / "short")
     train_rows = [(r["iteration"], r["seed"]) for r in rows if "eval" not in r]
     assert sorted(train_rows) == [(i, s) for i in range(1, 9) for s in range(2)]
 
@@ -461,8 +482,8 @@ def test_fault_injection_kill_anywhere_then_resume_is_bit_identical(tmp_path, se
         params = final_params(tmp_path / name)
         for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(reference_params), strict=True):
             np.testing.assert_array_equal(a, b, err_msg=name)
-        rows = MetricsLog(tmp_path / name / "metrics.jsonl").read()
-        assert rows == MetricsLog(tmp_path / "whole" / "metrics.jsonl").read(), name
+        rows = read_rows(tmp_path / name)
+        assert rows == read_rows(tmp_path / "whole"), name
 
 
 def test_hand_edited_config_json_on_resume_is_one_clear_error(tmp_path, finished_run):
@@ -484,17 +505,17 @@ def test_a_full_disk_while_writing_stops_cleanly_and_keeps_the_checkpoints(tmp_p
 
     spec = tiny_spec(tmp_path / "full", iterations=8, checkpoint_every=128)
     calls = []
-    original = MetricsLog.append
+    original = MetricsLog._write
 
-    def append(self, rows):
-        calls.append(len(rows))
+    def write(self, name, arrays):
+        calls.append(name)
         if len(calls) == 4:  # a later write finds the disk full
             raise OSError(errno.ENOSPC, "No space left on device")
-        original(self, rows)
+        original(self, name, arrays)
 
-    monkeypatch.setattr(MetricsLog, "append", append)
+    monkeypatch.setattr(MetricsLog, "_write", write)
     with pytest.raises(RunError, match=r"No space left on device.*--resume"):
         run(spec, callbacks=[])
-    monkeypatch.setattr(MetricsLog, "append", original)
+    monkeypatch.setattr(MetricsLog, "_write", original)
     summary = run(spec, resume=True, callbacks=[])  # the kept checkpoint resumes
     assert summary["steps_per_seed"] == 8 * 64

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rlzoo.analysis.logs import read_rows
+
 pytestmark = pytest.mark.timeout(600)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,10 +56,7 @@ def test_two_processes_equal_one_process(tmp_path):
         one["final_eval_per_seed"]["eval/deterministic_return"],
         rtol=1e-5,
     )
-    rows = [
-        [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
-        for name in ("multi", "single")
-    ]
+    rows = [read_rows(tmp_path / name) for name in ("multi", "single")]
     assert len(rows[0]) == len(rows[1]) > 0
     for a, b in zip(*rows, strict=True):
         np.testing.assert_allclose([a[k] for k in a], [b[k] for k in a], rtol=1e-4, atol=1e-5)

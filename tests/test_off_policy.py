@@ -12,6 +12,7 @@ import pytest
 
 from rlzoo import collect, envs
 from rlzoo.agents import sac, td3
+from rlzoo.analysis.logs import read_rows
 from rlzoo.data import load_dataset
 from rlzoo.launch.runner import RunSpec, run
 
@@ -61,7 +62,7 @@ def sac_run(tmp_path_factory):
     )  # fmt: skip
     summary = run(spec, callbacks=[])
     assert summary["step_unit"] == "env_steps" and summary["steps_per_seed"] == 400
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    rows = read_rows(run_dir)
     losses = [row["loss/critic"] for row in rows if "loss/critic" in row]
     assert losses and np.all(np.isfinite(losses))
     return run_dir

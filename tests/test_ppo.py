@@ -44,6 +44,28 @@ def test_two_learning_rates_in_one_program_equal_two_separate_runs(cartpole):
     assert not np.allclose(first[0], first[1])
 
 
+def test_reward_normalisation_discounts_with_each_swept_gamma(cartpole):
+    """A traced gamma sweep: each point's return statistics use its own discount."""
+    env, params = cartpole
+    base = TINY.replace(normalize_rewards=True)
+    batched = base.replace(gamma=jnp.array([0.9, 0.99]))
+    train = ppo.make_train(base, env, params)  # built with the base gamma, 0.99
+    swept, _ = jax.jit(jax.vmap(train, in_axes=(None, vmap_axes(batched))))(
+        jax.random.PRNGKey(4), batched
+    )
+    np.testing.assert_allclose(swept.env_state.gamma, [0.9, 0.99])
+    alone = base.replace(gamma=0.9)  # the same point, built on its own
+    single, _ = jax.jit(ppo.make_train(alone, env, params))(jax.random.PRNGKey(4), alone)
+    np.testing.assert_allclose(
+        swept.env_state.return_stats.var[0], single.env_state.return_stats.var, rtol=1e-5
+    )
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a[0], b, rtol=2e-5, atol=2e-6),
+        swept.params,
+        single.params,
+    )
+
+
 def test_same_key_same_result_different_key_different_result(cartpole):
     env, params = cartpole
     train = jax.jit(jax.vmap(ppo.make_train(TINY, env, params)))

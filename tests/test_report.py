@@ -245,7 +245,8 @@ def test_runs_with_different_score_keys_are_noted(tmp_path):
 def test_report_with_no_runs_fails_clearly(tmp_path):
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "config.json").write_text("{}")  # half a run directory is none
-    with pytest.raises(ValueError, match=re.escape("config.json and metrics.jsonl")) as error:
+    expected = re.escape("config.json and metrics/ (or metrics.jsonl)")
+    with pytest.raises(ValueError, match=expected) as error:
         report.build_report([tmp_path / "empty"], out=tmp_path / "out", reps=10)
     assert str(tmp_path / "empty") in str(error.value)
     with pytest.raises(SystemExit) as exit_:

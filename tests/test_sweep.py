@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from rlzoo.agents import ppo
+from rlzoo.analysis.logs import read_rows
 from rlzoo.launch.runner import RunError, RunSpec, run
 from rlzoo.sweep import expand, group_by_static, parse_sweep_flags, sweep
 
@@ -195,8 +196,7 @@ def test_a_killed_sweep_resumes_and_ends_like_an_uninterrupted_one(tmp_path):
     assert sorted(r["config"]["num_epochs"] for r in rows) == [1, 2]
     row = next(r for r in rows if r["config"]["num_epochs"] == 1)
     assert row["per_seed"] == whole["final_eval_per_seed"]["eval/deterministic_return"]
-    lines = [(d / "metrics.jsonl").read_text() for d in (root / "group-0", tmp_path / "whole")]
-    assert lines[0] == lines[1]
+    assert read_rows(root / "group-0") == read_rows(tmp_path / "whole")
     again = cli("--resume")  # finished: every group is read back, nothing trains
     assert again.returncode == 0 and again.stdout.count("already finished") == 2
     _, other = parse_sweep_flags(["--sweep.num_epochs=1,3"], ppo.Config)

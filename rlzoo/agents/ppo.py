@@ -409,8 +409,7 @@ def make_agent(config: Config, env: Environment, env_params: Any = None) -> Agen
     if config.normalize_observations:
         train_env = NormalizeObservation(train_env)
     if config.normalize_rewards:
-        # The env is built once per program, so a gamma sweep shares this (base) gamma here.
-        train_env = NormalizeReward(train_env, gamma=config.gamma)
+        train_env = NormalizeReward(train_env)  # its discount is set per config in init
     num_iterations = config.total_steps // (config.num_envs * config.num_steps)
     bound_act = functools.partial(act, network)
 
@@ -418,6 +417,8 @@ def make_agent(config: Config, env: Environment, env_params: Any = None) -> Agen
         del data
         key, net_key, env_key = jax.random.split(key, 3)
         obs, env_state = train_env.reset(env_key, env_params)
+        if cfg.normalize_rewards:  # the return is discounted with this config's gamma
+            env_state = env_state.replace(gamma=jnp.asarray(cfg.gamma, jnp.float32))
         params = network.init(net_key, obs)
         return TrainState(
             params=params,

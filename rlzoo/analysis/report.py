@@ -1,7 +1,8 @@
 """Compare run directories: final-score tables, aggregates with intervals, report files.
 
 Every path is searched recursively for run directories (a folder holding ``config.json`` and
-``metrics.jsonl``, as written by ``python -m rlzoo.train``; format 2 only). Runs are grouped
+``metrics/``, or ``metrics.jsonl`` in format 2, as written by ``python -m rlzoo.train``). Runs
+are grouped
 by (agent, env); runs sharing agent and env are told apart by sweep point or directory name,
 so two configs of one agent compare as two agents. A sweep's run directory (``run.sweep`` in
 config.json) is read as one run per sweep point.
@@ -23,8 +24,9 @@ from typing import Any
 import numpy as np
 
 from rlzoo.analysis import stats
+from rlzoo.analysis.logs import MetricsLog
 
-FORMAT = 2  # the run-directory format this module reads
+FORMATS = (2, 3)  # the run-directory formats this module reads (2 logged metrics.jsonl)
 TRAIN_RETURN = "rollout/episode_return"  # training score: fallback and lower curve panel
 ROW_KEYS = {"iteration", "seed", "config", "step", "eval"}  # row fields that are no metric
 
@@ -55,8 +57,9 @@ class Run:
 
 
 def is_run_dir(path: Path) -> bool:
-    """A run directory holds ``config.json`` and ``metrics.jsonl``."""
-    return (path / "config.json").is_file() and (path / "metrics.jsonl").is_file()
+    """A run directory holds ``config.json`` and ``metrics/`` (``metrics.jsonl`` in format 2)."""
+    logged = (path / "metrics").is_dir() or (path / "metrics.jsonl").is_file()
+    return (path / "config.json").is_file() and logged
 
 
 def _runs_below(path: Path) -> list[Path]:
@@ -84,8 +87,8 @@ def find_runs(paths: Sequence[str | Path]) -> list[Path]:
             raise ReportError(
                 f"no run directory found at or below {path}. Searched: "
                 f"{', '.join(str(p) for p in paths)}. A run directory is a folder that holds "
-                "both config.json and metrics.jsonl, as written by `python -m rlzoo.train "
-                "--run_dir=DIR`."
+                "both config.json and metrics/ (or metrics.jsonl), as written by "
+                "`python -m rlzoo.train --run_dir=DIR`."
             )
         for run in here:
             found.setdefault(run.resolve(), None)
@@ -117,12 +120,12 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 def read_config(path: Path) -> dict[str, Any]:
-    """``config.json`` of the run directory ``path``; refuses any format but :data:`FORMAT`."""
+    """``config.json`` of the run directory ``path``; refuses formats not in :data:`FORMATS`."""
     config = _read_json(path / "config.json")
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
+    if not isinstance(config, dict) or config.get("format") not in FORMATS:
         raise ReportError(
-            f'{path} was written by an older rlzoo (config.json has no "format": {FORMAT}); '
-            "re-run it with this version to report on it"
+            f'{path} was written by an older rlzoo (config.json has no "format" among '
+            f"{FORMATS}); re-run it with this version to report on it"
         )
     return config
 
@@ -148,7 +151,7 @@ def _point_summary(
 
 
 def load_runs(path: Path) -> list[Run]:
-    """Read ``config.json``, ``metrics.jsonl`` and (when present) ``summary.json``.
+    """Read ``config.json``, the metrics and (when present) ``summary.json``.
 
     A sweep's run directory holds several sweep points (``run.sweep`` in config.json, a
     ``config`` index in every metrics row, per-seed results laid out point by point): it is
@@ -157,9 +160,12 @@ def load_runs(path: Path) -> list[Run]:
     config = read_config(path)
     spec, info = config.get("run", {}), config.get("agent", {})
     summary = _read_json(path / "summary.json") if (path / "summary.json").is_file() else None
-    rows = _read_jsonl(path / "metrics.jsonl")
     points = spec.get("sweep") or [{}]
     num_seeds = int(spec.get("num_seeds") or (summary or {}).get("num_seeds") or 0)
+    if config["format"] == 2:
+        rows = _read_jsonl(path / "metrics.jsonl")
+    else:
+        rows = MetricsLog(path / "metrics").rows(num_seeds, int(info["steps_per_iteration"]))
     swept = len(points) > 1
     runs = []
     for c, point in enumerate(points):
@@ -266,7 +272,7 @@ def final_scores(run: Run, metric: str) -> tuple[np.ndarray, str, str | None]:
     """Per-seed final scores of ``run``: (scores, where they came from, a note or None).
 
     Order of preference: ``summary.json``'s final evaluation, the last evaluation rows of
-    ``metrics.jsonl``, the last training rows (for a training metric such as
+    the metrics, the last training rows (for a training metric such as
     ``rollout/episode_return``). A run without evaluation rows falls back to the final
     training ``rollout/episode_return``, with a note.
     """
@@ -287,7 +293,8 @@ def final_scores(run: Run, metric: str) -> tuple[np.ndarray, str, str | None]:
     keys = sorted({k for r in run.eval_rows + run.train_rows for k in r} - ROW_KEYS)
     raise ReportError(
         f"{where(run)}: metric {metric!r} is not logged (neither in summary.json nor in "
-        f"metrics.jsonl). Logged metrics: {', '.join(keys) or 'none'}. Choose one with --metric."
+        f"the logged metrics). Logged metrics: {', '.join(keys) or 'none'}. Choose one with "
+        "--metric."
     )
 
 

@@ -64,10 +64,16 @@ def _make_gymnax(name: str, **kwargs: Any) -> Environment:
     return GymnaxEnv(name, **kwargs)
 
 
-def _brax_names() -> list[str]:
-    from rlzoo.envs.brax_env import brax_names
+# Brax's registry, written out so that listing ids (an unknown-id message, --describe)
+# does not import Brax (seconds, and import noise); tests/test_envs.py checks it.
+BRAX_NAMES = (
+    "ant", "fast", "halfcheetah", "hopper", "humanoid", "humanoidstandup",
+    "inverted_double_pendulum", "inverted_pendulum", "pusher", "reacher", "swimmer", "walker2d",
+)  # fmt: skip
 
-    return brax_names()
+
+def _brax_names() -> list[str]:
+    return list(BRAX_NAMES)
 
 
 def _make_brax(name: str, **kwargs: Any) -> Environment:

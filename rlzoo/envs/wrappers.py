@@ -207,6 +207,7 @@ class NormalizeRewardState:
     env_state: PyTree
     return_stats: RunningMeanStd  # statistics of the discounted return (scalar)
     discounted_return: Array  # per env
+    gamma: Array  # the discount of that return: an agent sets its own (a swept one too)
 
 
 class NormalizeReward(Wrapper):
@@ -215,6 +216,8 @@ class NormalizeReward(Wrapper):
     Per env, ``G = gamma * G + r`` each step (``G`` restarts at 0 after an episode ends);
     the statistics of ``G`` are updated with every step's batch of ``G`` and the reward is
     scaled by ``1 / sqrt(var + eps)`` (not centred). Meant to sit outside ``VectorEnv``.
+    ``gamma`` is kept in the state: an agent whose discount is traced (swept per config)
+    replaces it after ``reset`` with ``state.replace(gamma=cfg.gamma)``.
     """
 
     def __init__(
@@ -229,7 +232,10 @@ class NormalizeReward(Wrapper):
         obs, env_state = self.env.reset(key, params)
         shape = _batch_shape(self.env, obs, params)
         state = NormalizeRewardState(
-            env_state, init_running_stats(()), jnp.zeros(shape, jnp.float32)
+            env_state,
+            init_running_stats(()),
+            jnp.zeros(shape, jnp.float32),
+            jnp.asarray(self.gamma, jnp.float32),
         )
         return obs, state
 
@@ -239,11 +245,11 @@ class NormalizeReward(Wrapper):
         obs, env_state, reward, terminated, truncated, info = self.env.step(
             key, state.env_state, action, params
         )
-        ret = self.gamma * state.discounted_return + reward
+        ret = state.gamma * state.discounted_return + reward
         stats = update_running_stats(state.return_stats, ret)
         scaled = jnp.clip(reward / jnp.sqrt(stats.var + self.eps), -self.clip, self.clip)
         ret = jnp.where(terminated | truncated, 0.0, ret)
-        new_state = NormalizeRewardState(env_state, stats, ret)
+        new_state = NormalizeRewardState(env_state, stats, ret, state.gamma)
         return obs, new_state, scaled.astype(jnp.float32), terminated, truncated, info
 
 

@@ -26,7 +26,7 @@ def load_base(run_dir: str | Path, index: int = 0) -> tuple[dict[str, Any], Any,
     if not (run_dir / "config.json").exists():
         raise ValueError(f"--base={run_dir}: no config.json there, so it is not an rlzoo run.")
     stored = read_json(run_dir / "config.json")
-    if stored.get("format") != 2:
+    if stored.get("format") not in (2, 3):  # checkpoints and config.json alike since 2
         raise ValueError(f"--base={run_dir} was written by an older rlzoo; train the base again.")
     run = stored["run"]
     module = agents.get(run["agent"])

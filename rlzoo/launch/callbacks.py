@@ -95,7 +95,7 @@ class Wandb(_Scalars):
         except ImportError as error:
             raise ValueError(
                 "--wandb_project needs the wandb package: pip install wandb (or leave "
-                "--wandb_project empty to log to TensorBoard and metrics.jsonl only)"
+                "--wandb_project empty to log to TensorBoard and metrics/ only)"
             ) from error
         self.wandb, self.project = wandb, project
 

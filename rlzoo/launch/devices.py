@@ -167,3 +167,29 @@ def initialize_distributed(
             "Check that the coordinator (process 0) is running and reachable, and that "
             "--coordinator_address, --num_processes and --process_id agree on every host."
         ) from error
+
+
+def default_compile_cache_dir() -> str:
+    """``$XDG_CACHE_HOME/rlzoo/jax`` (``~/.cache/rlzoo/jax`` when unset)."""
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(root, "rlzoo", "jax")
+
+
+def use_compile_cache(directory: str) -> str | None:
+    """Keep compiled programs in ``directory`` so that the same job compiles once.
+
+    JAX's persistent compilation cache, keyed by the program, the devices and the
+    versions; a later launch of the same job loads its programs instead of compiling them.
+    Returns a one-line note when the directory cannot be used (the run goes on without it).
+    """
+    try:
+        os.makedirs(directory, exist_ok=True)
+        if not os.access(directory, os.W_OK):
+            raise PermissionError(f"{directory} is not writable")
+    except OSError as error:
+        return f"compile cache off ({error}); choose another --compile_cache_dir"
+    jax.config.update("jax_compilation_cache_dir", directory)
+    # Cache every program that took a noticeable time to compile, whatever its size.
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    return None

@@ -45,56 +45,6 @@ def read_json(path: str | Path) -> Any:
         return json.load(f)
 
 
-class MetricsLog:
-    """``metrics.jsonl``: one JSON object per logged iteration and seed, appended.
-
-    Each batch of lines is appended with one write and fsynced. A line cut by a crash is
-    skipped when reading and never joins the next row. On resume,
-    :meth:`truncate_after` drops lines past the checkpoint (atomically), so a resumed
-    run's log equals an uninterrupted run's.
-    """
-
-    def __init__(self, path: str | Path, writable: bool = True):
-        self.path = Path(path)
-        self.writable = writable  # in a multi-process job only process 0 writes
-
-    def append(self, rows: list[dict[str, Any]]) -> None:
-        if not rows or not self.writable:
-            return
-        text = "".join(json.dumps(_jsonable(r), sort_keys=True) + "\n" for r in rows)
-        with open(self.path, "a+b") as f:
-            # A crash mid-write can leave a cut last line: end it, so the new rows start
-            # on a line of their own.
-            f.seek(0, os.SEEK_END)
-            if f.tell():
-                f.seek(-1, os.SEEK_END)
-                if f.read(1) != b"\n":
-                    text = "\n" + text
-            f.write(text.encode())
-            f.flush()
-            os.fsync(f.fileno())
-
-    def read(self) -> list[dict[str, Any]]:
-        if not self.path.exists():
-            return []
-        rows = []
-        with open(self.path) as f:
-            for line in f:
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a line cut by a crash; the rows after it still count
-                if isinstance(row, dict):
-                    rows.append(row)
-        return rows
-
-    def truncate_after(self, iteration: int) -> None:
-        if not self.writable:
-            return
-        kept = [r for r in self.read() if r["iteration"] <= iteration]
-        write_atomic(self.path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
-
-
 class RunDirInUse(RuntimeError):
     """Another live process holds the run directory's lock."""
 

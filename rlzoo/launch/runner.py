@@ -10,7 +10,8 @@ compile, train in chunks (evaluating, logging and checkpointing in between), fin
 same seed keys (common random numbers make points easier to compare).
 
 The run directory holds ``config.json`` (the spec and the resolved config, once),
-``metrics.jsonl`` (one line per iteration and agent, and per evaluation and agent),
+``metrics/`` (arrays: one file per chunk of training metrics and per evaluation, read
+with ``rlzoo.launch.files.MetricsLog``),
 ``checkpoints/`` (orbax, the batched training state; never the data) and ``summary.json``.
 """
 
@@ -32,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rlzoo import agents, envs
+from rlzoo.analysis.logs import MetricsLog
 from rlzoo.analysis.stats import describe
 from rlzoo.core import hparams
 from rlzoo.core.agent import Agent, check_data, scan_updates
@@ -41,9 +43,9 @@ from rlzoo.launch.base import load_base
 from rlzoo.launch.callbacks import Callback, RunInfo, default_callbacks
 from rlzoo.launch.checkpoints import Checkpointer
 from rlzoo.launch.configs import resolve_config
-from rlzoo.launch.files import MetricsLog, RunDirInUse, RunLock, read_json, write_json
+from rlzoo.launch.files import RunDirInUse, RunLock, read_json, write_json
 
-FORMAT = 2  # of config.json, summary.json and checkpoints; 1 was rlzoo 0.1.0's
+FORMAT = 3  # of the run directory; 2 logged metrics.jsonl, 1 was rlzoo 0.1.0's
 
 # init runs once, so it is compiled with XLA's cheap CPU settings (about a third of the
 # compile time on a CPU). Evaluation is not: there the slower code cost more than it saved.
@@ -205,8 +207,8 @@ def open_run_dir(
     if stored.get("format") != FORMAT:
         raise RunError(
             f"--resume: {run_dir} was written by an older rlzoo (run-directory format "
-            f"{stored.get('format', 1)}, this is {FORMAT}); its checkpoints cannot be read. "
-            "Start the run again in a new --run_dir."
+            f"{stored.get('format', 1)}, this is {FORMAT}), which this rlzoo cannot "
+            "continue. Start the run again in a new --run_dir."
         )
     return resume_spec(stored, spec.run_dir, changes or {})
 
@@ -425,25 +427,6 @@ def first_bad(metrics: dict[str, np.ndarray], state_finite: np.ndarray) -> np.nd
     return np.where((offsets < 0) & ~state_finite, shape[1] - 1, offsets)
 
 
-def metric_rows(
-    metrics: dict[str, np.ndarray], first_iteration: int, steps_per_iteration: int, num_seeds: int
-) -> list[dict[str, Any]]:
-    """``metrics.jsonl`` rows: one per iteration and agent, iteration-major."""
-    columns = {name: v.tolist() for name, v in metrics.items()}
-    num_agents, length = next(iter(metrics.values())).shape
-    return [
-        {
-            "iteration": first_iteration + k,
-            "seed": a % num_seeds,
-            "config": a // num_seeds,
-            "step": (first_iteration + k) * steps_per_iteration,
-        }
-        | {name: column[a][k] for name, column in columns.items()}
-        for k in range(length)
-        for a in range(num_agents)
-    ]
-
-
 def summarize(
     spec: RunSpec,
     agent: Agent,
@@ -571,7 +554,7 @@ def train_run(
         print(f"rlzoo: {placement.note}")
 
     checkpointer = Checkpointer(run_dir / "checkpoints", spec.max_to_keep)
-    log = MetricsLog(run_dir / "metrics.jsonl", writable=primary)
+    log = MetricsLog(run_dir / "metrics", writable=primary)
     state, saved = init_state(agent, placement, checkpointer, resume)
     iteration = int(saved["iteration"])
     # Sweep points that went non-finite: point index -> where (kept in checkpoint records).
@@ -700,20 +683,13 @@ def train_chunks(
         seed_keys = jax.random.split(jax.random.fold_in(eval_key, iteration), n)
         keys = device_lib.global_array(np.tile(seed_keys, (repeats, 1)), placement.sharding)
         results = device_lib.to_host(evaluate(state, keys, placement.data))
-        log.append(
-            [
-                {"iteration": iteration, "seed": a % n, "config": a // n, "eval": True}
-                | {"step": iteration * agent.steps_per_iteration}
-                | {k: float(v[a]) for k, v in results.items()}
-                for a in range(placement.num_agents)
-            ]
-        )
+        log.append_eval(iteration, results)
         for callback in callbacks:
             callback.on_eval(iteration, results)
         return results
 
     train_start = time.perf_counter()
-    eval_seconds = checkpoint_seconds = 0.0
+    eval_seconds = checkpoint_seconds = chunk_seconds_total = log_seconds = 0.0
     last_good = checkpointer.latest_iteration()
     results = None
     while iteration < agent.num_iterations:
@@ -722,6 +698,7 @@ def train_chunks(
         state, metrics, state_finite = chunk_fns[length](state, placement.data)
         metrics, state_finite = device_lib.to_host((metrics, state_finite))
         chunk_seconds = time.perf_counter() - t0
+        chunk_seconds_total += chunk_seconds
         bad = first_bad(metrics, np.asarray(state_finite))
         bad[[a // n in diverged for a in range(len(bad))]] = -1  # already marked
         if (bad >= 0).any():
@@ -740,7 +717,9 @@ def train_chunks(
                     f"rlzoo: sweep point {spec.sweep[c]} diverged (non-finite values) at "
                     f"iteration {diverged[c]['iteration']} in seed {a % n}; the others go on"
                 )
-        log.append(metric_rows(metrics, iteration + 1, agent.steps_per_iteration, n))
+        t0 = time.perf_counter()
+        log.append_train(iteration + 1, metrics)
+        log_seconds += time.perf_counter() - t0
         iteration += length
         for callback in callbacks:
             callback.on_metrics(iteration, metrics, chunk_seconds)
@@ -771,6 +750,8 @@ def train_chunks(
         results = run_evaluation(state, iteration)
     return results, {
         "train_seconds_after_compile": train_seconds,  # evaluation and checkpoints included
+        "chunk_seconds": chunk_seconds_total,  # the training chunks, fetched to the host
+        "log_seconds": log_seconds,  # writing the training metrics
         "eval_seconds": eval_seconds,
         "checkpoint_seconds": checkpoint_seconds,
     }
