@@ -38,11 +38,13 @@ def machine() -> dict:
 
 
 def versions() -> dict:
+    from importlib import metadata
+
     out = {}
     for name in ("jax", "jaxlib", "flax", "optax", "gymnax", "brax"):
-        try:
-            out[name] = __import__(name).__version__
-        except Exception:  # a missing optional package is recorded as such
+        try:  # read from the installed metadata: importing brax takes seconds
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:  # a missing optional package is recorded
             out[name] = None
     return out
 

@@ -30,31 +30,32 @@ def episode_limit(env: Environment, env_params: Any) -> int:
 
 
 def run_episodes(
-    key: jax.Array,
+    keys: list[jax.Array],
     env: Environment,
     env_params: Any,
-    policy: Callable[[jax.Array, jax.Array], jax.Array],
+    policies: list[Callable[[jax.Array, jax.Array], jax.Array]],
     num_episodes: int,
     max_steps: int,
-) -> dict[str, jax.Array]:
-    """Play ``num_episodes`` episodes in parallel until each has ended once.
+) -> list[dict[str, jax.Array]]:
+    """For each policy, play ``num_episodes`` episodes in parallel until each has ended once.
 
-    ``policy(obs_batch, key) -> action_batch`` acts on all episodes at once. Steps taken
-    after an episode's first end are ignored; the loop stops as soon as all have ended.
-    Returns per-episode ``return`` and ``length``.
+    ``policy(obs_batch, key) -> action_batch`` acts on all of its episodes at once; policy
+    ``i`` draws only from ``keys[i]``. All policies step in one loop, so the loop runs as
+    long as the longest episode rather than the sum over policies; each policy's numbers
+    are those it would get alone (steps after an episode's first end are ignored). Returns
+    per policy the per-episode ``return`` and ``length``.
     """
-    reset_key, key = jax.random.split(key)
-    obs, state = jax.vmap(env.reset, in_axes=(0, None))(
-        jax.random.split(reset_key, num_episodes), env_params
-    )
+    batch_reset = jax.vmap(env.reset, in_axes=(0, None))
     step = jax.vmap(env.step, in_axes=(0, 0, 0, None))
 
-    def cond(carry):
-        *_, done, _, _, t = carry
-        return jnp.logical_and(~jnp.all(done), t < max_steps)
+    def start(key):
+        reset_key, key = jax.random.split(key)
+        obs, state = batch_reset(jax.random.split(reset_key, num_episodes), env_params)
+        zeros = jnp.zeros(num_episodes)
+        return key, obs, state, zeros.astype(bool), zeros, zeros.astype(jnp.int32)
 
-    def body(carry):
-        key, obs, state, done, episode_return, length, t = carry
+    def advance(policy, group):
+        key, obs, state, done, episode_return, length = group
         key, act_key, step_key = jax.random.split(key, 3)
         action = policy(obs, act_key)
         obs, state, reward, terminated, truncated, _ = step(
@@ -63,13 +64,19 @@ def run_episodes(
         running = ~done
         episode_return = episode_return + jnp.where(running, reward, 0.0)
         length = length + running.astype(jnp.int32)
-        done = done | terminated | truncated
-        return key, obs, state, done, episode_return, length, t + 1
+        return key, obs, state, done | terminated | truncated, episode_return, length
 
-    zeros = jnp.zeros(num_episodes)
-    carry = (key, obs, state, zeros.astype(bool), zeros, zeros.astype(jnp.int32), 0)
-    *_, episode_return, length, _ = jax.lax.while_loop(cond, body, carry)
-    return {"return": episode_return, "length": length}
+    def cond(carry):
+        groups, t = carry
+        all_done = jnp.all(jnp.stack([jnp.all(g[3]) for g in groups]))
+        return jnp.logical_and(~all_done, t < max_steps)
+
+    def body(carry):
+        groups, t = carry
+        return [advance(p, g) for p, g in zip(policies, groups, strict=True)], t + 1
+
+    groups, _ = jax.lax.while_loop(cond, body, ([start(k) for k in keys], 0))
+    return [{"return": g[4], "length": g[5]} for g in groups]
 
 
 # The metrics :func:`evaluate_policy` returns, for agents to declare.
@@ -96,17 +103,19 @@ def evaluate_policy(
     :data:`EVAL_METRICS`. ``max_steps`` defaults to the env's own time limit.
     """
     max_steps = episode_limit(env, env_params) if max_steps is None else max_steps
+    key, deterministic_key = jax.random.split(key)
+    _, stochastic_key = jax.random.split(key)
+    modes = {"deterministic": True, "stochastic": False}
+    played = run_episodes(
+        [deterministic_key, stochastic_key],
+        env,
+        env_params,
+        [lambda obs, k, d=d: act(params, obs, k, d) for d in modes.values()],
+        num_episodes,
+        max_steps,
+    )
     results = {}
-    for mode, deterministic in (("deterministic", True), ("stochastic", False)):
-        key, episode_key = jax.random.split(key)
-        episodes = run_episodes(
-            episode_key,
-            env,
-            env_params,
-            lambda obs, act_key, d=deterministic: act(params, obs, act_key, d),
-            num_episodes,
-            max_steps,
-        )
+    for mode, episodes in zip(modes, played, strict=True):
         results[f"eval/{mode}_return"] = episodes["return"].mean()
         results[f"eval/{mode}_length"] = episodes["length"].astype(jnp.float32).mean()
     return results

@@ -528,6 +528,7 @@ def train_run(
     start_time = time.perf_counter()
     spec, stored = open_run_dir(spec, resume, changes)
     setup = build(spec, stored, data)
+    build_seconds = time.perf_counter() - start_time  # env and agent; imports a backend
     agent = setup.agent
     placement = place(spec, setup)
     plan = schedule(agent, spec.eval_every, spec.checkpoint_every)
@@ -555,7 +556,9 @@ def train_run(
 
     checkpointer = Checkpointer(run_dir / "checkpoints", spec.max_to_keep)
     log = MetricsLog(run_dir / "metrics", writable=primary)
+    t0 = time.perf_counter()
     state, saved = init_state(agent, placement, checkpointer, resume)
+    init_seconds = time.perf_counter() - t0  # compiling init, or restoring a checkpoint
     iteration = int(saved["iteration"])
     # Sweep points that went non-finite: point index -> where (kept in checkpoint records).
     diverged = {int(c): where for c, where in saved.get("diverged", {}).items()}
@@ -597,6 +600,8 @@ def train_run(
                 checkpointer, log, callbacks, received, diverged,
             )  # fmt: skip
         timings = {
+            "build_seconds": build_seconds,
+            "init_seconds": init_seconds,
             "compile_seconds": compile_seconds,
             **timings,
             "wall_seconds": time.perf_counter() - start_time,
