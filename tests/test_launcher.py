@@ -498,6 +498,12 @@ def test_hand_edited_config_json_on_resume_is_one_clear_error(tmp_path, finished
         (edited / "config.json").write_text(text)
         with pytest.raises(RunError, match="config"):
             run(RunSpec(run_dir=str(edited)), resume=True, callbacks=[])
+    older = tmp_path / "format2"  # written by an older rlzoo (metrics.jsonl)
+    subprocess.run(["cp", "-r", str(run_dir), str(older)], check=True)
+    stored = json.loads((older / "config.json").read_text())
+    (older / "config.json").write_text(json.dumps({**stored, "format": 2}))
+    with pytest.raises(RunError, match=r"older rlzoo \(run-directory format 2, this is 3\)"):
+        run(RunSpec(run_dir=str(older)), resume=True, callbacks=[])
 
 
 def test_a_full_disk_while_writing_stops_cleanly_and_keeps_the_checkpoints(tmp_path, monkeypatch):
