@@ -66,6 +66,19 @@ def test_reward_normalisation_discounts_with_each_swept_gamma(cartpole):
     )
 
 
+def test_patch_convolution_equals_flax_conv_and_keeps_its_parameters():
+    import flax.linen as nn
+
+    from rlzoo.nets.torsos import PatchConv, orthogonal
+
+    x = jax.random.normal(jax.random.PRNGKey(1), (3, 10, 10, 4))
+    conv = nn.Conv(16, (3, 3), padding="VALID", kernel_init=orthogonal())
+    params = conv.init(jax.random.PRNGKey(0), x)
+    patch = PatchConv(16, (3, 3))
+    jax.tree.map(np.testing.assert_array_equal, patch.init(jax.random.PRNGKey(0), x), params)
+    np.testing.assert_allclose(patch.apply(params, x), conv.apply(params, x), atol=1e-5)
+
+
 def test_same_key_same_result_different_key_different_result(cartpole):
     env, params = cartpole
     train = jax.jit(jax.vmap(ppo.make_train(TINY, env, params)))
@@ -100,6 +113,10 @@ def test_short_cartpole_run_clearly_learns(cartpole):
     [
         ("gymnax/Pendulum-v1", dict(normalize_observations=True, normalize_rewards=True)),
         ("gymnax/Breakout-MinAtar", dict(num_envs=4, num_steps=8, num_minibatches=2)),
+        (
+            "gymnax/Breakout-MinAtar",
+            dict(num_envs=4, num_steps=8, num_minibatches=2, torso="flat_mlp", hidden_sizes=(16,)),
+        ),
         ("brax/inverted_pendulum", dict(num_envs=8, num_steps=8, num_minibatches=2)),
     ],
 )

@@ -71,7 +71,10 @@ class Config:
     clip_value_loss: bool = static(False, "PPO value clipping with vf_clip_eps.")
     normalize_observations: bool = static(False, "Running obs statistics, kept in the env state.")
     normalize_rewards: bool = static(False, "Scale rewards by the running std of the return.")
-    torso: str = static("mlp", "'mlp' (separate actor and critic) or 'cnn' (MinAtar, shared).")
+    torso: str = static(
+        "mlp", "'mlp' or 'flat_mlp' (images flattened; separate actor and critic) or 'cnn' "
+        "(MinAtar, shared).",
+    )  # fmt: skip
     hidden_sizes: tuple[int, ...] = static((64, 64), "Actor (and critic) layer sizes.")
     value_hidden_sizes: tuple[int, ...] | None = static(None, "Critic sizes; None: hidden_sizes.")
     activation: str = static("tanh", "tanh, relu, elu, silu or gelu.")

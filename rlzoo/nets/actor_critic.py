@@ -45,11 +45,15 @@ class Policy(nn.Module):
         return action_distribution(out, log_std)
 
 
+SEPARATE_TORSOS = ("mlp", "flat_mlp")  # the critic has its own; a CNN is shared
+
+
 class ActorCritic(nn.Module):
     """``obs -> (policy distribution, value)``.
 
-    With an MLP the actor and critic have separate torsos (the usual choice for
-    low-dimensional control); with the MinAtar CNN they share one, as for pixel inputs.
+    With an MLP (``mlp``, or ``flat_mlp`` on flattened images) the actor and critic have
+    separate torsos (the usual choice for low-dimensional control); with the MinAtar CNN
+    they share one, as for pixel inputs.
     Continuous policies are Gaussian with a state-independent log standard deviation.
     """
 
@@ -64,7 +68,7 @@ class ActorCritic(nn.Module):
     def setup(self) -> None:
         self.actor_torso = make_torso(self.torso, self.hidden_sizes, self.activation)
         # Pixel inputs: the critic reads the actor's features (one shared torso).
-        if self.torso == "mlp":
+        if self.torso in SEPARATE_TORSOS:
             sizes = self.value_hidden_sizes or self.hidden_sizes
             self.critic_torso = make_torso(self.torso, sizes, self.activation)
         # Small final policy layer: near-uniform initial policy (Andrychowicz et al., 2021).
@@ -76,7 +80,7 @@ class ActorCritic(nn.Module):
             )
 
     def _critic_features(self, obs: jax.Array, actor_features: jax.Array | None) -> jax.Array:
-        if self.torso == "mlp":
+        if self.torso in SEPARATE_TORSOS:
             return self.critic_torso(obs)
         return self.actor_torso(obs) if actor_features is None else actor_features
 

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu, "elu": nn.elu, "silu": nn.silu, "gelu": nn.gelu}
@@ -22,17 +23,51 @@ def orthogonal(scale: float = np.sqrt(2.0)):
 
 
 class MLP(nn.Module):
-    """Dense layers with orthogonal initialisation (gain sqrt 2), as in PPO implementations."""
+    """Dense layers with orthogonal initialisation (gain sqrt 2), as in PPO implementations.
+
+    ``flatten`` trailing input dimensions are joined first (3 for ``H x W x C`` images).
+    """
 
     hidden_sizes: Sequence[int] = (64, 64)
     activation: str = "tanh"
+    flatten: int = 0
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         act = activation_fn(self.activation)
+        if self.flatten:
+            x = x.reshape((*x.shape[: x.ndim - self.flatten], -1))
         for size in self.hidden_sizes:
             x = act(nn.Dense(size, kernel_init=orthogonal(), bias_init=nn.initializers.zeros)(x))
         return x
+
+
+class PatchConv(nn.Module):
+    """A VALID 2-D convolution written as patches times a matrix (one ``einsum``).
+
+    The same parameters (``kernel`` ``[kh, kw, C, F]``, ``bias``) and initialisation as
+    ``nn.Conv``. Why: vmapped over seeds, ``nn.Conv`` becomes a grouped convolution, which
+    XLA's CPU backend ran about 40x slower than the batched matrix product this is (PPO on
+    Breakout-MinAtar, 8 seeds: 571 against 22k env steps/s; experiments/minatar_torso_speed.py).
+    """
+
+    features: int
+    kernel_size: tuple[int, int] = (3, 3)
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kh, kw = self.kernel_size
+        kernel = self.param("kernel", orthogonal(), (kh, kw, x.shape[-1], self.features))
+        bias = self.param("bias", nn.initializers.zeros, (self.features,))
+        h, w = x.shape[-3] - kh + 1, x.shape[-2] - kw + 1
+        patches = jnp.stack(
+            [
+                jnp.stack([x[..., i : i + h, j : j + w, :] for j in range(kw)], axis=-2)
+                for i in range(kh)
+            ],
+            axis=-3,
+        )  # [..., h, w, kh, kw, C]
+        return jnp.einsum("...hwijc,ijcf->...hwf", patches, kernel) + bias
 
 
 class MinAtarCNN(nn.Module):
@@ -45,7 +80,8 @@ class MinAtarCNN(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         act = activation_fn(self.activation)
-        x = act(nn.Conv(self.channels, (3, 3), padding="VALID", kernel_init=orthogonal())(x))
+        # Named as nn.Conv would be, so parameters and their initial values are unchanged.
+        x = act(PatchConv(self.channels, (3, 3), name="Conv_0")(x))
         x = x.reshape((*x.shape[:-3], -1))
         for size in self.hidden_sizes:
             x = act(nn.Dense(size, kernel_init=orthogonal(), bias_init=nn.initializers.zeros)(x))
@@ -55,6 +91,8 @@ class MinAtarCNN(nn.Module):
 def make_torso(kind: str, hidden_sizes: Sequence[int], activation: str) -> nn.Module:
     if kind == "mlp":
         return MLP(tuple(hidden_sizes), activation)
+    if kind == "flat_mlp":  # an MLP on flattened images (MinAtar's 10 x 10 x C)
+        return MLP(tuple(hidden_sizes), activation, flatten=3)
     if kind == "cnn":
         return MinAtarCNN(tuple(hidden_sizes), activation)
-    raise ValueError(f"unknown torso {kind!r}; known: 'mlp', 'cnn'")
+    raise ValueError(f"unknown torso {kind!r}; known: 'mlp', 'flat_mlp', 'cnn'")
