@@ -98,3 +98,40 @@ def train_cli(run_dir: Path, *flags: str, timeout: float = 3600) -> tuple[dict, 
     result = timed_process(args, timeout=timeout)
     summary = json.loads((Path(run_dir) / "summary.json").read_text())
     return summary, result["wall_seconds"]
+
+
+def random_action_ceiling(env_id: str, num_envs: int, steps: int, num_seeds: int) -> dict:
+    """Random-action env steps per second of ``num_seeds x num_envs`` envs, ``steps`` each.
+
+    The vmapped shape of a training program, sharded over the same devices, in one jitted
+    scan; the second call is timed. Discrete action spaces only.
+    """
+    import jax
+
+    from rlzoo import envs
+    from rlzoo.launch.devices import seed_mesh, seed_sharding
+
+    env, params = envs.make(env_id)
+    venv = envs.VectorEnv(envs.EpisodeStatistics(env), num_envs)
+    num_actions = env.action_space(params).n
+
+    def rollout(key):
+        _, state = venv.reset(key, params)
+
+        def step(carry, _):
+            state, key = carry
+            key, act_key, step_key = jax.random.split(key, 3)
+            action = jax.random.randint(act_key, (num_envs,), 0, num_actions)
+            _, state, reward, *_ = venv.step(step_key, state, action, params)
+            return (state, key), reward.sum()
+
+        return jax.lax.scan(step, (state, key), None, steps)[1].sum()
+
+    mesh, _ = seed_mesh(num_seeds)
+    keys = jax.device_put(jax.random.split(jax.random.PRNGKey(0), num_seeds), seed_sharding(mesh))
+    compiled = jax.jit(jax.vmap(rollout)).lower(keys).compile()
+    jax.block_until_ready(compiled(keys))
+    start = time.perf_counter()
+    jax.block_until_ready(compiled(keys))
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "env_steps_per_second": num_seeds * num_envs * steps / seconds}

@@ -20,44 +20,18 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
-import time
 from pathlib import Path
 
-from common import record
+from common import random_action_ceiling, record
 
 NUM_ENVS, NUM_STEPS, NUM_SEEDS = 64, 128, 8
 
 
 def ceiling(env_id: str, iterations: int) -> float:
     """Random-action env steps per second at the training program's vmapped shape."""
-    import jax
-
-    from rlzoo import envs
-    from rlzoo.launch.devices import seed_mesh, seed_sharding
-
-    env, params = envs.make(env_id)
-    venv = envs.VectorEnv(envs.EpisodeStatistics(env), NUM_ENVS)
-    num_actions = env.action_space(params).n
-
-    def rollout(key):
-        _, state = venv.reset(key, params)
-
-        def step(carry, _):
-            state, key = carry
-            key, act_key, step_key = jax.random.split(key, 3)
-            action = jax.random.randint(act_key, (NUM_ENVS,), 0, num_actions)
-            _, state, reward, *_ = venv.step(step_key, state, action, params)
-            return (state, key), reward.sum()
-
-        return jax.lax.scan(step, (state, key), None, NUM_STEPS * iterations)[1].sum()
-
-    mesh, _ = seed_mesh(NUM_SEEDS)
-    keys = jax.device_put(jax.random.split(jax.random.PRNGKey(0), NUM_SEEDS), seed_sharding(mesh))
-    compiled = jax.jit(jax.vmap(rollout)).lower(keys).compile()
-    jax.block_until_ready(compiled(keys))
-    start = time.perf_counter()
-    jax.block_until_ready(compiled(keys))
-    return NUM_SEEDS * NUM_ENVS * NUM_STEPS * iterations / (time.perf_counter() - start)
+    return random_action_ceiling(env_id, NUM_ENVS, NUM_STEPS * iterations, NUM_SEEDS)[
+        "env_steps_per_second"
+    ]
 
 
 def train(env_id: str, torso: str, hidden: tuple[int, ...], iterations: int, seed: int) -> dict:

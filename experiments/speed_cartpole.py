@@ -20,10 +20,9 @@ import json
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from common import PYTHON, ROOT, record, timed_process, train_cli
+from common import PYTHON, ROOT, random_action_ceiling, record, timed_process, train_cli
 
 FLAGS = [
     "--env=gymnax/CartPole-v1",
@@ -39,35 +38,9 @@ def ceiling(num_seeds: int) -> dict:
     from rlzoo.launch.devices import request_cpu_devices
 
     request_cpu_devices(os.cpu_count() or 1)
-    import jax
-
-    from rlzoo import envs
-    from rlzoo.launch.devices import seed_mesh, seed_sharding
-
-    env, params = envs.make("gymnax/CartPole-v1")
-    venv = envs.VectorEnv(envs.EpisodeStatistics(env), NUM_ENVS)
-    steps = STEPS_PER_SEED // NUM_ENVS
-
-    def rollout(key):
-        _, state = venv.reset(key, params)
-
-        def step(carry, _):
-            state, key = carry
-            key, act_key, step_key = jax.random.split(key, 3)
-            action = jax.random.randint(act_key, (NUM_ENVS,), 0, 2)
-            _, state, reward, *_ = venv.step(step_key, state, action, params)
-            return (state, key), reward.sum()
-
-        return jax.lax.scan(step, (state, key), None, steps)[1].sum()
-
-    mesh, _ = seed_mesh(num_seeds)
-    keys = jax.device_put(jax.random.split(jax.random.PRNGKey(0), num_seeds), seed_sharding(mesh))
-    compiled = jax.jit(jax.vmap(rollout)).lower(keys).compile()
-    jax.block_until_ready(compiled(keys))
-    start = time.perf_counter()
-    jax.block_until_ready(compiled(keys))
-    seconds = time.perf_counter() - start
-    return {"seconds": seconds, "env_steps_per_second": num_seeds * STEPS_PER_SEED / seconds}
+    return random_action_ceiling(
+        "gymnax/CartPole-v1", NUM_ENVS, STEPS_PER_SEED // NUM_ENVS, num_seeds
+    )
 
 
 def main() -> None:
