@@ -1,0 +1,107 @@
+"""PPO on MinAtar games, 8 seeds in one program each, next to the random-action ceiling.
+
+For each game: ``python -m rlzoo.train --env=gymnax/<game> --num_seeds=8
+--total_steps=N`` with the MinAtar preset and ``--torso`` (``flat_mlp``: separate actor
+and critic MLPs of ``--hidden_sizes`` on the flattened image; ``cnn``: the preset's
+shared CNN). Records the final deterministic evaluation per seed (mean, IQM with its 95%
+bootstrap interval over seeds, minimum), the training env steps/s (training chunks
+only) and the same env's random-action steps/s at the same vmapped shape, measured in
+this script.
+
+    python experiments/ppo_minatar.py [--games=Breakout,SpaceInvaders] [--total_steps=2000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import tempfile
+from pathlib import Path
+
+from common import PYTHON, ROOT, record, train_cli
+
+from rlzoo.analysis.stats import aggregate_intervals
+
+NUM_ENVS, NUM_STEPS, NUM_SEEDS = 64, 128, 8  # the preset's rollout shape
+
+
+def ceiling(env_id: str) -> float:
+    """In a fresh process, so that it gets one host device per core like the runs."""
+    code = (
+        "import os, json\nfrom rlzoo.launch.devices import request_cpu_devices\n"
+        "request_cpu_devices(os.cpu_count() or 1)\nfrom common import random_action_ceiling\n"
+        f"print(json.dumps(random_action_ceiling({env_id!r}, {NUM_ENVS}, {NUM_STEPS * 16}, "
+        f"{NUM_SEEDS})))"
+    )
+    out = subprocess.run(
+        [PYTHON, "-c", code], cwd=ROOT / "experiments", capture_output=True, text=True, check=True
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])["env_steps_per_second"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--games", default="Breakout,SpaceInvaders")
+    parser.add_argument("--total_steps", type=int, default=2_000_000)
+    parser.add_argument("--torso", default="flat_mlp", choices=["flat_mlp", "cnn"])
+    parser.add_argument("--hidden_sizes", default="64,64")
+    parser.add_argument("--activation", default="tanh")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    rows = []
+    for game in args.games.split(","):
+        env_id = f"gymnax/{game}-MinAtar"
+        flags = [
+            "--agent=ppo", f"--env={env_id}", f"--num_seeds={NUM_SEEDS}", f"--seed={args.seed}",
+            f"--total_steps={args.total_steps}", f"--config.torso={args.torso}",
+            "--tensorboard=false",
+        ]  # fmt: skip
+        if args.torso == "flat_mlp":
+            flags += [
+                f"--config.hidden_sizes=({args.hidden_sizes})",
+                f"--config.activation={args.activation}",
+            ]
+        with tempfile.TemporaryDirectory() as tmp:
+            summary, wall = train_cli(Path(tmp) / "run", *flags)
+        scores = summary["final_eval_per_seed"]["eval/deterministic_return"]
+        iqm = aggregate_intervals([scores], threshold=None)["iqm"]
+        train_sps = NUM_SEEDS * summary["steps_per_seed"] / summary["chunk_seconds"]
+        limit = ceiling(env_id)
+        rows.append(
+            {
+                "env": env_id,
+                "command": "python -m rlzoo.train " + " ".join(flags),
+                "per_seed": scores,
+                "mean": sum(scores) / len(scores),
+                "iqm": iqm.estimate,
+                "iqm_ci95": [iqm.low, iqm.high],
+                "min": min(scores),
+                "train_env_steps_per_second": train_sps,
+                "ceiling_env_steps_per_second": limit,
+                "process_wall_seconds": wall,
+                "compile_seconds": summary["compile_seconds"],
+                "eval_seconds": summary["eval_seconds"],
+            }
+        )
+        print(json.dumps(rows[-1]), flush=True)
+    lines = [
+        "| game | env steps / seed | mean | IQM [95% CI] | min | training env steps/s | "
+        "random-action env steps/s | wall (s) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['env']} | {args.total_steps:,} | {r['mean']:.1f} | {r['iqm']:.1f} "
+            f"[{r['iqm_ci95'][0]:.1f}, {r['iqm_ci95'][1]:.1f}] | {r['min']:.1f} | "
+            f"{r['train_env_steps_per_second']:,.0f} | {r['ceiling_env_steps_per_second']:,.0f} "
+            f"| {r['process_wall_seconds']:.0f} |"
+        )
+    torso = args.torso + (f" {args.hidden_sizes} {args.activation}" if args.torso != "cnn" else "")
+    table = f"PPO, {NUM_SEEDS} seeds per game, torso {torso}.\n\n" + "\n".join(lines)
+    record(f"ppo_minatar_{args.torso}_{args.total_steps}", {"rows": rows, "table": table})
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
