@@ -102,8 +102,18 @@ def main() -> None:
         tmp = Path(tmp)
         for p in range(args.pairs):
             cache = tmp / f"cache{p}"
-            first = launch(tmp / f"first{p}", "--num_seeds=8", f"--compile_cache_dir={cache}")
-            second = launch(tmp / f"second{p}", "--num_seeds=8", f"--compile_cache_dir={cache}")
+            first = launch(
+                tmp / f"first{p}",
+                "--num_seeds=8",
+                "--compile_cache=on",
+                f"--compile_cache_dir={cache}",
+            )
+            second = launch(
+                tmp / f"second{p}",
+                "--num_seeds=8",
+                "--compile_cache=on",
+                f"--compile_cache_dir={cache}",
+            )
             for entry in (first, second):
                 entry["outside_import_compile_training"] = (
                     entry["wall_seconds"]
@@ -121,8 +131,8 @@ def main() -> None:
             )
             print(json.dumps(cache_pairs[-1], indent=1), flush=True)
         for p in range(args.pairs):
-            eight = launch(tmp / f"eight{p}", "--num_seeds=8", "--nocompile_cache")
-            one = launch(tmp / f"one{p}", "--num_seeds=1", "--nocompile_cache")
+            eight = launch(tmp / f"eight{p}", "--num_seeds=8", "--compile_cache=off")
+            one = launch(tmp / f"one{p}", "--num_seeds=1", "--compile_cache=off")
             seed_pairs.append(
                 {
                     "eight_seeds": eight,

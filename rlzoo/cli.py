@@ -51,9 +51,11 @@ flags.DEFINE_float(
     "memory_limit_gib", 0.0, "Memory a program may use per device (GiB); 0: the device's. "
     "A sweep splits its groups to fit.",
 )  # fmt: skip
-flags.DEFINE_bool(
-    "compile_cache", True, "Keep compiled programs on disk, so that launching the same job "
-    "again skips most of the compile (JAX's persistent compilation cache).",
+flags.DEFINE_enum(
+    "compile_cache", "auto", ["auto", "on", "off"], "Keep compiled programs on disk, so that "
+    "launching the same job again skips most of the compile (JAX's persistent compilation "
+    "cache). auto: on for GPU/TPU, off on CPU, where XLA logs a long machine-feature "
+    "warning each time it loads a cached program.",
 )  # fmt: skip
 flags.DEFINE_string(
     "compile_cache_dir", device_lib.default_compile_cache_dir(), "Where --compile_cache keeps them."
@@ -136,13 +138,9 @@ def parse_env_kwargs(text: str) -> dict[str, Any]:
 
 
 def start_process(program: str) -> None:
-    """Quiet logging, and join the multi-process job when the flags ask for one."""
+    """Quiet logging, join the multi-process job when the flags ask for one, compile cache."""
     if not FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
-    if FLAGS.compile_cache:
-        note = device_lib.use_compile_cache(FLAGS.compile_cache_dir)
-        if note:
-            print(f"{program}: {note}", file=sys.stderr)
     if FLAGS.distributed or FLAGS.coordinator_address:
         try:
             device_lib.initialize_distributed(
@@ -153,6 +151,14 @@ def start_process(program: str) -> None:
             )
         except RuntimeError as error:
             fail(program, error)
+    # After joining a job: asking for the backend starts it.
+    wanted = FLAGS.compile_cache
+    if wanted == "auto":
+        wanted = "off" if device_lib.host_only() else "on"
+    if wanted == "on":
+        note = device_lib.use_compile_cache(FLAGS.compile_cache_dir)
+        if note:
+            print(f"{program}: {note}", file=sys.stderr)
 
 
 # Flags that are fields of RunSpec (what a resumed run compares with the stored spec).

@@ -168,6 +168,7 @@ def test_cli_end_to_end_prints_summary(tmp_path):
         f"--run_dir={tmp_path / 'cli'}",
         *[f"--config.{k}={v}" for k, v in TINY.items()],
         "--progress=true",
+        "--compile_cache=on",  # auto is off on a CPU
         f"--compile_cache_dir={tmp_path / 'cache'}",
     )
     out, _ = proc.communicate(timeout=300)

@@ -169,6 +169,11 @@ def initialize_distributed(
         ) from error
 
 
+def host_only() -> bool:
+    """True when JAX's default backend is the CPU (no GPU or TPU)."""
+    return jax.default_backend() == "cpu"
+
+
 def default_compile_cache_dir() -> str:
     """``$XDG_CACHE_HOME/rlzoo/jax`` (``~/.cache/rlzoo/jax`` when unset)."""
     root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
