@@ -17,7 +17,6 @@ KD-tree on the host; the device search gives the same neighbour (up to float rou
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import jax
@@ -25,31 +24,25 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
+from rlzoo.agents.td3_bc import Networks, TrainState, bind_agent
 from rlzoo.core.agent import Agent
 from rlzoo.core.agent import make_train as make_train_from_agent
 from rlzoo.core.evaluation import EVAL_METRICS
 from rlzoo.core.hparams import static, traced
 from rlzoo.core.off_policy import (
     apply_gradients,
-    box_action_space,
-    build_agent,
     critic_update,
     delayed_update,
-    init_actor_critic,
     smoothed_target,
 )
 from rlzoo.core.offline import (
     check_offline_config,
-    deterministic_act,
-    init_obs_scale,
     prepare_batch,
-    scaled_policy_params,
     scan_learn_steps,
 )
 from rlzoo.data.sampling import ObsScale, nearest_neighbour, sample_batch, sampling_cdf
-from rlzoo.data.store import check_dataset
 from rlzoo.envs import Environment
-from rlzoo.nets import ActionBounds, DeterministicActor, QNetwork
+from rlzoo.nets import ActionBounds
 
 
 @struct.dataclass
@@ -98,32 +91,6 @@ METRICS = {
 def default_config(env_id: str) -> Config:
     del env_id
     return Config()
-
-
-@struct.dataclass
-class TrainState:
-    actor_params: Any
-    critic_params: Any
-    target_actor_params: Any
-    target_critic_params: Any
-    actor_opt: Any
-    critic_opt: Any
-    obs_scale: ObsScale
-    key: jax.Array
-    gradient_step: jax.Array
-    iteration: jax.Array
-    config: Config
-
-    @property
-    def params(self) -> Any:
-        """The actor's weights (what ``state.params`` means for every agent)."""
-        return self.actor_params
-
-
-@struct.dataclass
-class Networks:
-    actor: DeterministicActor
-    critic: QNetwork
 
 
 def check_config(config: Config) -> None:
@@ -228,70 +195,14 @@ def update(
     )
 
 
-def act(
-    nets: Networks,
-    bounds: ActionBounds,
-    exploration_noise: float,
-    params: tuple[ObsScale, Any],
-    obs: jax.Array,
-    key: jax.Array,
-    deterministic: bool,
-) -> jax.Array:
-    """``params = (state normalisation, actor params)``; env-unit actions."""
-    return deterministic_act(nets.actor, bounds, exploration_noise, params, obs, key, deterministic)
-
-
-policy_params = scaled_policy_params
-
-
 # ----------------------------------------------------------------------------- binding
 
 
 def make_agent(config: Config, env: Environment, env_params: Any = None) -> Agent:
-    """PRDC's ``init``, ``update``, ``evaluate`` and ``act`` (``rlzoo.core.agent``)."""
+    """PRDC's ``init``, ``update``, ``evaluate`` and ``act`` (``rlzoo.core.agent``): TD3+BC's
+    state, networks and acting, with PRDC's ``update``."""
     check_config(config)
-    env_params = env.default_params if env_params is None else env_params
-    action_dim, bounds = box_action_space(env, env_params, "PRDC")
-    nets = Networks(
-        actor=DeterministicActor(action_dim, config.hidden_sizes, config.activation),
-        critic=QNetwork(config.hidden_sizes, config.activation),
-    )
-    obs_shape = tuple(env.observation_space(env_params).shape)
-
-    def init(key: jax.Array, cfg: Config = config, data: Any = None) -> TrainState:
-        check_dataset(data, env, env_params)
-        key, actor_key, critic_key = jax.random.split(key, 3)
-        return TrainState(
-            **init_actor_critic(
-                nets.actor,
-                nets.critic,
-                actor_key,
-                critic_key,
-                jnp.zeros(obs_shape, jnp.float32),
-                jnp.zeros((action_dim,)),
-                optax.adam(cfg.learning_rate),
-            ),
-            obs_scale=init_obs_scale(cfg.normalize_observations, data["observations"], obs_shape),
-            key=key,
-            gradient_step=jnp.zeros((), jnp.int32),
-            iteration=jnp.zeros((), jnp.int32),
-            config=cfg,
-        )
-
-    return build_agent(
-        config,
-        env,
-        env_params,
-        init=init,
-        update=functools.partial(update, nets, bounds),
-        act=functools.partial(act, nets, bounds, float(config.exploration_noise)),
-        policy_params=policy_params,
-        steps_per_iteration=config.updates_per_iteration,
-        step_unit=STEP_UNIT,
-        score_key=SCORE_KEY,
-        metrics=METRICS,
-        data_kind=DATA_KIND,
-    )
+    return bind_agent(update, config, env, env_params, "PRDC")
 
 
 def make_train(config: Config, env: Environment, env_params: Any = None):

@@ -21,6 +21,7 @@ by trajectory weight (``rlzoo.data.sampling``). Progress is counted in gradient 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -222,8 +223,16 @@ policy_params = scaled_policy_params
 def make_agent(config: Config, env: Environment, env_params: Any = None) -> Agent:
     """TD3+BC's ``init``, ``update``, ``evaluate`` and ``act`` (``rlzoo.core.agent``)."""
     check_config(config)
+    return bind_agent(update, config, env, env_params, "TD3+BC")
+
+
+def bind_agent(
+    update: Callable[..., Any], config: Any, env: Environment, env_params: Any, name: str
+) -> Agent:
+    """The agent of a TD3+BC-shaped method: its state and networks, ``update(nets,
+    bounds, state, data)`` its own (PRDC shares all but the update, ``rlzoo.agents.prdc``)."""
     env_params = env.default_params if env_params is None else env_params
-    action_dim, bounds = box_action_space(env, env_params, "TD3+BC")
+    action_dim, bounds = box_action_space(env, env_params, name)
     nets = Networks(
         actor=DeterministicActor(action_dim, config.hidden_sizes, config.activation),
         critic=QNetwork(config.hidden_sizes, config.activation),
