@@ -202,7 +202,7 @@ def make_agent(config: Config, env: Environment, env_params: Any = None) -> Agen
     """PRDC's ``init``, ``update``, ``evaluate`` and ``act`` (``rlzoo.core.agent``): TD3+BC's
     state, networks and acting, with PRDC's ``update``."""
     check_config(config)
-    return bind_agent(update, config, env, env_params, "PRDC")
+    return bind_agent(update, METRICS, config, env, env_params, "PRDC")
 
 
 def make_train(config: Config, env: Environment, env_params: Any = None):

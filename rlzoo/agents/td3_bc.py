@@ -223,14 +223,20 @@ policy_params = scaled_policy_params
 def make_agent(config: Config, env: Environment, env_params: Any = None) -> Agent:
     """TD3+BC's ``init``, ``update``, ``evaluate`` and ``act`` (``rlzoo.core.agent``)."""
     check_config(config)
-    return bind_agent(update, config, env, env_params, "TD3+BC")
+    return bind_agent(update, METRICS, config, env, env_params, "TD3+BC")
 
 
 def bind_agent(
-    update: Callable[..., Any], config: Any, env: Environment, env_params: Any, name: str
+    update: Callable[..., Any],
+    metrics: dict[str, str],
+    config: Any,
+    env: Environment,
+    env_params: Any,
+    name: str,
 ) -> Agent:
-    """The agent of a TD3+BC-shaped method: its state and networks, ``update(nets,
-    bounds, state, data)`` its own (PRDC shares all but the update, ``rlzoo.agents.prdc``)."""
+    """The agent of a TD3+BC-shaped method: its state and networks; ``update(nets,
+    bounds, state, data)`` and the ``metrics`` it declares are its own (PRDC shares all
+    but those, ``rlzoo.agents.prdc``)."""
     env_params = env.default_params if env_params is None else env_params
     action_dim, bounds = box_action_space(env, env_params, name)
     nets = Networks(
@@ -270,7 +276,7 @@ def bind_agent(
         steps_per_iteration=config.updates_per_iteration,
         step_unit=STEP_UNIT,
         score_key=SCORE_KEY,
-        metrics=METRICS,
+        metrics=metrics,
         data_kind=DATA_KIND,
     )
 
