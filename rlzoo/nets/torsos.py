@@ -47,8 +47,8 @@ class PatchConv(nn.Module):
 
     The same parameters (``kernel`` ``[kh, kw, C, F]``, ``bias``) and initialisation as
     ``nn.Conv``. Why: vmapped over seeds, ``nn.Conv`` becomes a grouped convolution, which
-    XLA's CPU backend ran about 40x slower than the batched matrix product this is (PPO on
-    Breakout-MinAtar, 8 seeds: 571 against 22k env steps/s; experiments/minatar_torso_speed.py).
+    XLA's CPU backend ran far slower than the batched matrix product this is (PPO on
+    Breakout-MinAtar, 8 seeds; this version's speed: experiments/minatar_torso_speed.py).
     """
 
     features: int
