@@ -100,6 +100,18 @@ TINY = {
         ),
         "learning_rate",
     ),
+    "diffusion_bc": (
+        "gymnax/Pendulum-v1",
+        dict(
+            total_steps=4,
+            updates_per_iteration=2,
+            batch_size=8,
+            hidden_size=8,
+            num_blocks=1,
+            num_denoising_steps=2,
+        ),
+        "learning_rate",
+    ),
     "sft": (
         "tokens/copy-2",
         dict(total_steps=4, updates_per_iteration=2, batch_size=8, **TINY_TRANSFORMER),

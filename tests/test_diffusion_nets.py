@@ -67,7 +67,7 @@ def test_schedules_end_near_pure_noise_and_reject_bad_input():
         assert np.all(np.diff(abar) < 0) and abar[0] > 0.9 and abar[-1] < last, name
     with pytest.raises(ValueError, match="known: linear, cosine, vp"):
         diffusion.make_schedule("sigmoid", 10)
-    with pytest.raises(ValueError, match="DDIM steps must be in 1..10"):
+    with pytest.raises(ValueError, match=r"DDIM steps must be in 1\.\.10"):
         diffusion.ddim_sample(None, diffusion.make_schedule("vp", 10), OBS, NOISE, num_steps=20)
 
 

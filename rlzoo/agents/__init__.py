@@ -17,6 +17,7 @@ AGENTS = {
     "a2pr": "rlzoo.agents.a2pr",
     "sft": "rlzoo.agents.sft",
     "grpo": "rlzoo.agents.grpo",
+    "diffusion_bc": "rlzoo.agents.diffusion_bc",
 }
 
 

@@ -25,8 +25,9 @@ parameters, an EMA copy or a frozen base policy.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -260,3 +261,120 @@ def flow_sample(
 
     x, _ = jax.lax.scan(step, noise, jnp.arange(num_steps, dtype=noise.dtype) / num_steps)
     return x if clip is None else jnp.clip(x, -clip, clip)
+
+
+# --- the policy class ----------------------------------------------------------------------
+
+POLICY_KINDS = ("ddpm", "flow")
+
+
+@dataclasses.dataclass(frozen=True)
+class DiffusionPolicy:
+    """A state-conditioned generative policy over unit-box actions: one :class:`Denoiser`
+    trained as a DDPM noise predictor or as a flow-matching velocity.
+
+    ``sample(params, obs, noise, key, deterministic)`` runs the chain from ``noise``
+    (shape ``[..., action_dim]``; ``[B, N, action_dim]`` with ``obs [B, D]`` gives ``N``
+    candidates per state). ``deterministic=True`` takes the deterministic path (DDIM for
+    ``ddpm``; Euler is always deterministic given the noise); ``act`` then also starts from
+    zero noise, so the action is a function of the state alone.
+    """
+
+    network: Denoiser
+    kind: str = "ddpm"
+    num_steps: int = 5
+    schedule_name: str = "vp"
+
+    def __post_init__(self) -> None:
+        if self.kind not in POLICY_KINDS:
+            raise ValueError(f"unknown diffusion policy {self.kind!r}; known: {POLICY_KINDS}")
+        if self.num_steps < 1:
+            raise ValueError(f"the number of denoising steps must be >= 1, got {self.num_steps}")
+        if self.kind == "ddpm":
+            make_schedule(self.schedule_name, 1)  # fail now on an unknown schedule name
+
+    @property
+    def action_dim(self) -> int:
+        return self.network.action_dim
+
+    @property
+    def schedule(self) -> Schedule:
+        return make_schedule(self.schedule_name, self.num_steps)
+
+    def init(self, key: jax.Array, obs: jax.Array) -> Any:
+        action = jnp.zeros((*obs.shape[:-1], self.action_dim))
+        return self.network.init(key, obs, action, jnp.zeros(obs.shape[:-1]))
+
+    def denoiser(self, params: Any) -> DenoiseFn:
+        return lambda obs, x, t: self.network.apply(params, obs, x, t)
+
+    def loss(self, params: Any, key: jax.Array, obs: jax.Array, actions: jax.Array) -> jax.Array:
+        """Per-sample denoising (or flow-matching) loss of unit-box ``actions``."""
+        if self.kind == "flow":
+            return flow_loss(self.denoiser(params), key, obs, actions)
+        return ddpm_loss(self.denoiser(params), self.schedule, key, obs, actions)
+
+    def sample(
+        self,
+        params: Any,
+        obs: jax.Array,
+        noise: jax.Array,
+        key: jax.Array | None = None,
+        deterministic: bool = False,
+    ) -> jax.Array:
+        """Unit-box actions from initial ``noise`` (``key`` only for DDPM's stochastic path)."""
+        denoise = self.denoiser(params)
+        if self.kind == "flow":
+            return flow_sample(denoise, obs, noise, self.num_steps)
+        if deterministic:
+            return ddim_sample(denoise, self.schedule, obs, noise)
+        return ddpm_sample(denoise, self.schedule, key, obs, noise)
+
+    def act(
+        self,
+        params: Any,
+        obs: jax.Array,
+        key: jax.Array,
+        deterministic: bool,
+        num_candidates: int | None = None,
+    ) -> jax.Array:
+        """Actions for ``obs [..., D]``, or ``[..., N, A]`` candidates per state.
+
+        One action on the deterministic path starts from zero noise (a function of the
+        state); candidates always start from fresh noise, so that they differ.
+        """
+        shape = (*obs.shape[:-1], *(() if num_candidates is None else (num_candidates,)))
+        noise_key, chain_key = jax.random.split(key)
+        noise = jax.random.normal(noise_key, (*shape, self.action_dim))
+        if deterministic and num_candidates is None:
+            noise = jnp.zeros_like(noise)
+        return self.sample(params, obs, noise, chain_key, deterministic)
+
+
+# The config fields (same names in every diffusion agent) that define a policy, so that a
+# policy trained by one agent (diffusion_bc) is rebuilt exactly by another (DSRL, DPPO).
+POLICY_FIELDS = (
+    "policy",
+    "num_denoising_steps",
+    "noise_schedule",
+    "hidden_size",
+    "num_blocks",
+    "time_dim",
+    "layer_norm",
+    "activation",
+)
+
+
+def policy_from_config(config: Any, action_dim: int) -> DiffusionPolicy:
+    """The :class:`DiffusionPolicy` that a config's :data:`POLICY_FIELDS` describe."""
+    network = Denoiser(
+        action_dim,
+        hidden_size=config.hidden_size,
+        num_blocks=config.num_blocks,
+        time_dim=config.time_dim,
+        layer_norm=config.layer_norm,
+        activation=config.activation,
+    )
+    return DiffusionPolicy(
+        network, config.policy, config.num_denoising_steps, config.noise_schedule
+    )
