@@ -9,10 +9,15 @@ first evaluation reaching a third of the way from random to ``--expert_reference
 ``expert`` (the final SAC policy), ``medium-replay`` (SAC's replay buffer at that moment:
 everything it had trained on, up to its capacity), ``medium-expert`` (medium + expert).
 Each is written as a Minari dataset under ``--out/minari`` with the random and expert
-reference returns measured here. Then BC, TD3+BC, IQL, PRDC and A2PR train on each level
-(``--seeds`` seeds in one program per agent and level), and TD3+BC and IQL also with
-trajectory weighting (``sampler=return``) on the mixed levels. Prints a Markdown table and
-writes ``results.json``. Small networks and budgets by default, so that it runs on a CPU.
+reference returns measured here. Then the ``--agents`` (default BC, TD3+BC, IQL, PRDC,
+A2PR, Diffusion-QL, IDQL, FQL) train on each of the ``--levels`` (``--seeds`` seeds in one
+program per agent and level), and TD3+BC and IQL also with trajectory weighting
+(``sampler=return``) on the mixed levels. Each agent is scored by its own ``score_key``
+(the paper's evaluation rule: Diffusion-QL and FQL sample, the others act deterministically).
+The diffusion agents get a denoiser of one residual block of ``--width`` and critics of
+two ``--width`` layers; FQL runs with ``normalize_q_loss`` and ``alpha = --fql_alpha``
+(its README's advice for a new environment). Prints a Markdown table and writes
+``results.json``. Small networks and budgets by default, so that it runs on a CPU.
 """
 
 from __future__ import annotations
@@ -33,7 +38,8 @@ from rlzoo.core.evaluation import evaluate_policy
 from rlzoo.data import collect_transitions, load_dataset, normalized_score, write_minari
 from rlzoo.launch.configs import resolve_config
 
-OFFLINE = ("bc", "td3_bc", "iql", "prdc", "a2pr")
+OFFLINE = ("bc", "td3_bc", "iql", "prdc", "a2pr", "diffusion_ql", "idql", "fql")
+DIFFUSION = ("diffusion_ql", "idql", "fql")  # a residual denoiser of width --width
 WEIGHTED = ("td3_bc", "iql")
 MIXED = ("medium-replay", "medium-expert")
 
@@ -116,8 +122,15 @@ def score_agent(name, env_id, env, params, data, args, sampler="uniform"):
     module = agents.get(name)
     overrides = dict(
         total_steps=args.offline_steps, updates_per_iteration=args.offline_steps // 4,
-        hidden_sizes=(args.width, args.width), num_eval_episodes=16,
+        num_eval_episodes=16,
     )  # fmt: skip
+    if name in DIFFUSION:
+        overrides.update(hidden_size=args.width, num_blocks=1,
+                         critic_hidden_sizes=(args.width, args.width))  # fmt: skip
+    else:
+        overrides["hidden_sizes"] = (args.width, args.width)
+    if name == "fql":
+        overrides.update(normalize_q_loss=True, alpha=args.fql_alpha)
     if name != "bc":
         overrides["sampler"] = sampler
     if name == "a2pr":
@@ -142,6 +155,10 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--width", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--agents", default=",".join(OFFLINE), help="comma-separated")
+    parser.add_argument("--levels", default="random,medium,expert,medium-replay,medium-expert")
+    parser.add_argument("--record_name", default="offline_suite")
+    parser.add_argument("--fql_alpha", type=float, default=0.3)
     parser.add_argument("--out", default="runs/offline_suite")
     args = parser.parse_args()
     out = Path(args.out)
@@ -150,19 +167,22 @@ def main() -> None:
     start = time.perf_counter()
     ids, random_return, expert_return = make_levels(env, params, args, out)
     rows = []
-    for level, dataset_id in ids.items():
-        data = load_dataset(f"minari:{dataset_id}")
-        runs = [(name, "uniform") for name in OFFLINE]
+    names = args.agents.split(",")
+    for level in args.levels.split(","):
+        data = load_dataset(f"minari:{ids[level]}")
+        runs = [(name, "uniform") for name in names]
         if level in MIXED:
-            runs += [(name, "return") for name in WEIGHTED]
+            runs += [(name, "return") for name in WEIGHTED if name in names]
         for name, sampler in runs:
+            run_start = time.perf_counter()
             returns = score_agent(name, args.env, env, params, data, args, sampler)
+            seconds = time.perf_counter() - run_start
             scores = normalized_score(returns, random_return, expert_return)
             interval = mean_interval(scores)
             label = name if sampler == "uniform" else f"{name}+RW"
             rows.append(
                 dict(level=level, agent=label, mean=interval.estimate, low=interval.low,
-                     high=interval.high, scores=scores.tolist())
+                     high=interval.high, scores=scores.tolist(), seconds=seconds)
             )  # fmt: skip
             print(f"  {level:14s} {label:10s} {interval.estimate:6.1f} "
                   f"[{interval.low:6.1f}, {interval.high:6.1f}]", flush=True)  # fmt: skip
@@ -174,7 +194,7 @@ def main() -> None:
     summary = dict(vars(args), random_return=random_return, expert_return=expert_return,
                    wall_seconds=time.perf_counter() - start, rows=rows)  # fmt: skip
     (out / "results.json").write_text(json.dumps(summary, indent=1))
-    record("offline_suite", summary)
+    record(args.record_name, summary)
 
 
 if __name__ == "__main__":

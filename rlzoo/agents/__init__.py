@@ -18,6 +18,11 @@ AGENTS = {
     "sft": "rlzoo.agents.sft",
     "grpo": "rlzoo.agents.grpo",
     "diffusion_bc": "rlzoo.agents.diffusion_bc",
+    "diffusion_ql": "rlzoo.agents.diffusion_ql",
+    "idql": "rlzoo.agents.idql",
+    "fql": "rlzoo.agents.fql",
+    "dsrl": "rlzoo.agents.dsrl",
+    "dppo": "rlzoo.agents.dppo",
 }
 
 

@@ -29,17 +29,20 @@ from flax import struct
 from rlzoo.core.agent import Agent
 from rlzoo.core.agent import make_train as make_train_from_agent
 from rlzoo.core.evaluation import EVAL_METRICS
+from rlzoo.core.expectile import expectile_loss as expectile_loss  # re-exported (tests)
+from rlzoo.core.expectile import expectile_value_update
 from rlzoo.core.hparams import static, traced
 from rlzoo.core.off_policy import apply_gradients, box_action_space, build_agent, twin_critic_loss
 from rlzoo.core.offline import (
     check_offline_config,
     init_obs_scale,
     prepare_batch,
+    return_range_reward_scale,
     scaled_policy_params,
     scan_learn_steps,
 )
 from rlzoo.core.reductions import polyak
-from rlzoo.data.sampling import ObsScale, episode_returns, sample_batch, sampling_cdf
+from rlzoo.data.sampling import ObsScale, sample_batch, sampling_cdf
 from rlzoo.data.store import check_dataset
 from rlzoo.envs import Environment
 from rlzoo.nets import ActionBounds, GaussianActor, QNetwork, ValueNetwork, gaussian_log_prob
@@ -124,12 +127,7 @@ def check_config(config: Config) -> None:
 
 
 # ----------------------------------------------------------------------------- losses
-
-
-def expectile_loss(diff: jax.Array, expectile: float | jax.Array) -> jax.Array:
-    """``mean |expectile - 1(diff < 0)| * diff^2``: an asymmetric squared error."""
-    weight = jnp.where(diff < 0, 1.0 - expectile, expectile)
-    return jnp.mean(weight * jnp.square(diff))
+# The expectile value loss and step: ``rlzoo.core.expectile`` (shared with IDQL).
 
 
 def advantage_weights(
@@ -161,12 +159,9 @@ def learn_step(
     target_q = nets.critic.apply(state.target_critic_params, obs, actions).min(axis=0)
 
     # VALUE: expectile of the target Q over the dataset's actions.
-    def value_objective(params):
-        v = nets.value.apply(params, obs)
-        return expectile_loss(target_q - v, cfg.expectile), v
-
-    (value_loss, v), grads = jax.value_and_grad(value_objective, has_aux=True)(state.value_params)
-    value_params, value_opt = apply_gradients(tx, grads, state.value_params, state.value_opt)
+    value_params, value_opt, value_loss, v = expectile_value_update(
+        nets.value, tx, state.value_params, state.value_opt, obs, target_q, cfg.expectile
+    )
 
     # POLICY: advantage-weighted regression on the dataset actions (the new V).
     advantage = target_q - nets.value.apply(value_params, obs)
@@ -255,13 +250,7 @@ def make_agent(config: Config, env: Environment, env_params: Any = None) -> Agen
     def init(key: jax.Array, cfg: Config = config, data: Any = None) -> TrainState:
         check_dataset(data, env, env_params)
         key, actor_key, value_key, critic_key = jax.random.split(key, 4)
-        reward_scale = jnp.ones((), jnp.float32)
-        if cfg.normalize_rewards:
-            _, returns, valid = episode_returns(data)
-            spread = jnp.max(jnp.where(valid, returns, -jnp.inf)) - jnp.min(
-                jnp.where(valid, returns, jnp.inf)
-            )
-            reward_scale = jnp.where(spread > 0, 1000.0 / spread, 1.0)
+        reward_scale = return_range_reward_scale(cfg.normalize_rewards, data)
         dummy_obs = jnp.zeros(obs_shape, jnp.float32)
         actor_params = nets.actor.init(actor_key, dummy_obs)
         value_params = nets.value.init(value_key, dummy_obs)

@@ -23,7 +23,7 @@ from rlzoo.core.evaluation import episode_evaluator
 from rlzoo.core.reductions import polyak
 from rlzoo.data.replay import ReplayBuffer, rollout_into_replay
 from rlzoo.envs import Box, ClipAction, Environment
-from rlzoo.nets import ActionBounds
+from rlzoo.nets import ActionBounds, sample_tanh_gaussian
 
 Metrics = dict[str, jax.Array]
 
@@ -222,13 +222,18 @@ def collect_and_learn(
     learn_step: Callable[[Any, jax.Array], tuple[Any, Metrics]],
     learned: tuple[str, ...],
     state: Any,
+    warmup: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
+    to_env: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
 ) -> tuple[Any, Metrics]:
     """One iteration: ``num_envs x num_steps`` env steps into the buffer, then learning.
 
     ``explore(obs, key)`` is the unit-box exploration policy; uniform actions replace it
-    while fewer than ``learning_starts`` env steps are done. Then the state takes
+    while fewer than ``learning_starts`` env steps are done (or ``warmup(obs, key)``'s
+    unit-box actions when given). Then the state takes
     ``gradient_steps_per_iteration`` ``learn_step``s, whose changes to the ``learned``
-    fields are kept only once the iteration reaches ``learning_starts``.
+    fields are kept only once the iteration reaches ``learning_starts``. The buffer stores
+    the unit-box action; the env receives ``bounds.to_env`` of it, or ``to_env(obs,
+    action)`` when given (DSRL: the action is a base policy's noise, denoised for the env).
     """
     cfg = state.config
     steps_done = state.iteration * cfg.num_envs * cfg.num_steps
@@ -238,9 +243,12 @@ def collect_and_learn(
     def policy(obs, key):
         random_key, explore_key = jax.random.split(key)
         action = explore(obs, explore_key)
-        uniform = jax.random.uniform(random_key, action.shape, minval=-1.0, maxval=1.0)
-        action = jnp.where(warming_up, uniform, action)
-        return bounds.to_env(action), action
+        if warmup is None:
+            first = jax.random.uniform(random_key, action.shape, minval=-1.0, maxval=1.0)
+        else:
+            first = warmup(obs, random_key)
+        action = jnp.where(warming_up, first, action)
+        return (bounds.to_env(action) if to_env is None else to_env(obs, action)), action
 
     key, rollout_key, learn_key = jax.random.split(state.key, 3)
     (env_state, obs, replay), rollout_stats = rollout_into_replay(
@@ -316,3 +324,95 @@ def build_agent(
         metrics=metrics,
         data_kind=data_kind,
     )
+
+
+# ----------------------------------------------------------------------------- soft actor-critic
+# SAC's losses and gradient step over any tanh-Gaussian actor (``nets.actor``) and twin
+# critics (``nets.critic``), for agents whose action is SAC's (DSRL: a diffusion policy's
+# initial noise). ``state`` has SAC's fields: ``actor_params``, ``critic_params``,
+# ``target_critic_params``, ``log_alpha``, their optimiser states, ``replay`` and a config
+# with ``learning_rate``, ``gamma``, ``tau``, ``reward_scale``, ``target_entropy_scale``,
+# ``batch_size`` and ``n_step``.
+
+
+def soft_critic_loss(
+    critic_params: Any, nets: Any, state: Any, batch: dict[str, jax.Array], key: jax.Array
+) -> tuple[jax.Array, Metrics]:
+    """Soft Bellman error: ``Q(s, a) -> r + discount * (min Q'(s', a') - alpha log pi(a'|s'))``."""
+    mean, log_std = nets.actor.apply(state.actor_params, batch["next_observations"])
+    next_action, next_log_prob = sample_tanh_gaussian(key, mean, log_std)
+    next_q = nets.critic.apply(
+        state.target_critic_params, batch["next_observations"], next_action
+    ).min(axis=0)
+    alpha = jnp.exp(state.log_alpha)
+    target = batch["rewards"] * state.config.reward_scale + batch["discounts"] * (
+        next_q - alpha * next_log_prob
+    )
+    q = nets.critic.apply(critic_params, batch["observations"], batch["actions"])
+    loss = twin_critic_loss(q, target)
+    return loss, {"loss/critic": loss, "value/q": q[0].mean()}
+
+
+def soft_actor_loss(
+    actor_params: Any, nets: Any, state: Any, observations: jax.Array, key: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """``alpha * log pi(a|s) - min Q(s, a)`` with ``a`` reparameterised; aux: log pi."""
+    mean, log_std = nets.actor.apply(actor_params, observations)
+    action, log_prob = sample_tanh_gaussian(key, mean, log_std)
+    q = nets.critic.apply(state.critic_params, observations, action).min(axis=0)
+    return jnp.mean(jnp.exp(state.log_alpha) * log_prob - q), log_prob
+
+
+def soft_temperature_loss(
+    log_alpha: jax.Array, log_prob: jax.Array, target_entropy: jax.Array
+) -> jax.Array:
+    """``-log alpha * (log pi + target entropy)``: alpha grows while entropy is below target."""
+    return -jnp.mean(log_alpha * jax.lax.stop_gradient(log_prob + target_entropy))
+
+
+def soft_learn_step(
+    nets: Any,
+    buffer: ReplayBuffer,
+    action_dim: int,
+    state: Any,
+    key: jax.Array,
+    transform: Callable[[dict[str, jax.Array]], dict[str, jax.Array]] | None = None,
+) -> tuple[Any, Metrics]:
+    """One SAC gradient step (critics, then actor and temperature) on a replayed batch,
+    passed through ``transform`` first when given (e.g. state normalisation)."""
+    cfg = state.config
+    tx = optax.adam(cfg.learning_rate)
+    sample_key, critic_key, actor_key = jax.random.split(key, 3)
+    batch = buffer.sample(state.replay, sample_key, cfg.batch_size, cfg.n_step, cfg.gamma)
+    batch = batch if transform is None else transform(batch)
+
+    grads, metrics = jax.grad(soft_critic_loss, has_aux=True)(
+        state.critic_params, nets, state, batch, critic_key
+    )
+    critic_params, critic_opt = apply_gradients(tx, grads, state.critic_params, state.critic_opt)
+    state = state.replace(critic_params=critic_params, critic_opt=critic_opt)
+
+    (loss, log_prob), grads = jax.value_and_grad(soft_actor_loss, has_aux=True)(
+        state.actor_params, nets, state, batch["observations"], actor_key
+    )
+    actor_params, actor_opt = apply_gradients(tx, grads, state.actor_params, state.actor_opt)
+    alpha_loss, alpha_grad = jax.value_and_grad(soft_temperature_loss)(
+        state.log_alpha, log_prob, cfg.target_entropy_scale * action_dim
+    )
+    log_alpha, alpha_opt = apply_gradients(tx, alpha_grad, state.log_alpha, state.alpha_opt)
+    state = state.replace(
+        actor_params=actor_params,
+        actor_opt=actor_opt,
+        log_alpha=log_alpha,
+        alpha_opt=alpha_opt,
+        target_critic_params=polyak(state.target_critic_params, critic_params, cfg.tau),
+    )
+    metrics.update(
+        {
+            "loss/actor": loss,
+            "loss/temperature": alpha_loss,
+            "policy/entropy": -log_prob.mean(),
+            "policy/alpha": jnp.exp(log_alpha),
+        }
+    )
+    return state, metrics

@@ -1,6 +1,7 @@
 """Plumbing shared by the agents that learn from a fixed dataset (``td3_bc``, ``iql``,
-``prdc``, ``a2pr``): checks, state normalisation, minibatch preparation, the iteration's
-scan of gradient steps and the deterministic actor's ``act``.
+``prdc``, ``a2pr``, ``diffusion_ql``, ``idql``, ``fql``): checks, state and reward
+normalisation, minibatch preparation, the iteration's scan of gradient steps and the
+deterministic actor's ``act``.
 
 Every one counts progress in gradient steps and takes its dataset through ``data``
 (``rlzoo.core.agent``); observations are normalised by ``ObsScale`` and actions handled in
@@ -17,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from rlzoo.core.off_policy import Metrics, noisy_action
-from rlzoo.data.sampling import SAMPLERS, ObsScale, dataset_scale
+from rlzoo.data.sampling import SAMPLERS, ObsScale, dataset_scale, episode_returns, sampling_cdf
 from rlzoo.nets import ActionBounds
 
 
@@ -91,3 +92,32 @@ def deterministic_act(
 def scaled_policy_params(state: Any) -> tuple[ObsScale, Any]:
     """What ``act`` needs: the state normalisation and the actor's weights."""
     return state.obs_scale, state.actor_params
+
+
+def return_range_reward_scale(normalize: bool, data: dict[str, jax.Array]) -> jax.Array:
+    """``1000 / (max - min episode return)`` of the dataset if ``normalize``, else 1.
+
+    IQL's locomotion reward scaling (also IDQL's ``normalize_returns``); 1 when every
+    episode has the same return.
+    """
+    if not normalize:
+        return jnp.ones((), jnp.float32)
+    _, returns, valid = episode_returns(data)
+    spread = jnp.max(jnp.where(valid, returns, -jnp.inf)) - jnp.min(
+        jnp.where(valid, returns, jnp.inf)
+    )
+    return jnp.where(spread > 0, 1000.0 / spread, 1.0)
+
+
+def sampled_update(
+    learn_step: Callable[[dict[str, jax.Array], jax.Array | None, Any, jax.Array], Any],
+    state: Any,
+    data: dict[str, jax.Array],
+) -> tuple[Any, Metrics]:
+    """One iteration: ``updates_per_iteration`` ``learn_step(data, cdf, state, key)``s on
+    minibatches drawn by the config's ``sampler`` (``rlzoo.data.sampling``)."""
+    cfg = state.config
+    cdf = sampling_cdf(data, cfg.sampler, cfg.weighting_temperature)
+    return scan_learn_steps(
+        lambda s, k: learn_step(data, cdf, s, k), state, cfg.updates_per_iteration
+    )

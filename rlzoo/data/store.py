@@ -81,6 +81,22 @@ OFFLINE_FIELDS = {
 }
 
 
+def placeholder_dataset(env: Any, env_params: Any) -> dict[str, np.ndarray]:
+    """One zero transition per field, shaped for ``env``: what an agent's ``init`` needs to
+    trace its state's shapes when the real dataset is not at hand (restoring a ``--base``
+    run). Values are meaningless; every array is replaced by the checkpoint's."""
+    obs_space, action_space = env.observation_space(env_params), env.action_space(env_params)
+    observations = np.zeros((1, *obs_space.shape), np.float32)
+    return {
+        "observations": observations,
+        "actions": np.zeros((1, *action_space.shape), np.dtype(action_space.dtype)),
+        "rewards": np.zeros((1,), np.float32),
+        "terminated": np.zeros((1,), bool),
+        "truncated": np.zeros((1,), bool),
+        "next_observations": observations,
+    }
+
+
 def check_dataset(
     data: dict[str, Any],
     env: Any,

@@ -16,6 +16,7 @@ import numpy as np
 
 from rlzoo import agents, envs
 from rlzoo.core import hparams
+from rlzoo.data.store import placeholder_dataset
 from rlzoo.launch.checkpoints import Checkpointer
 from rlzoo.launch.files import read_json
 
@@ -42,10 +43,12 @@ def load_base(run_dir: str | Path, index: int = 0) -> tuple[dict[str, Any], Any,
         jax.random.split(jax.random.PRNGKey(run["seed"]), run["num_seeds"]), (len(points), 1)
     )
     init = jax.vmap(agent.init, in_axes=(0, hparams.vmap_axes(batched), None))
+    # A dataset agent's init reads its data (state normalisation); shapes are all it needs here.
+    data = placeholder_dataset(env, env_params) if agent.data_kind == "dataset" else None
     device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
     abstract = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
-        jax.eval_shape(init, keys, batched, None),
+        jax.eval_shape(init, keys, batched, data),
     )
     checkpointer = Checkpointer(run_dir / "checkpoints")
     try:

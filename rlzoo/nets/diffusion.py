@@ -378,3 +378,83 @@ def policy_from_config(config: Any, action_dim: int) -> DiffusionPolicy:
     return DiffusionPolicy(
         network, config.policy, config.num_denoising_steps, config.noise_schedule
     )
+
+
+# --- the denoising chain as a sequence of Gaussian actions (DPPO) ----------------------------
+
+
+def chain_step_std(
+    std: jax.Array, index: jax.Array, min_std: float | jax.Array, exploring: bool
+) -> jax.Array:
+    """DPPO's noise level of one DDPM step: the posterior std floored at ``min_std`` while
+    exploring (every step, the last included); otherwise floored at 1e-3 with the last step
+    (``index = 0``) noiseless, as DPPO's evaluation mode."""
+    if exploring:
+        return jnp.maximum(std, min_std)
+    return jnp.where(index > 0, jnp.maximum(std, 1e-3), 0.0)
+
+
+def ddpm_chain_sample(
+    base: DenoiseFn,
+    tuned: DenoiseFn,
+    schedule: Schedule,
+    key: jax.Array,
+    obs: jax.Array,
+    noise: jax.Array,
+    num_tuned: int,
+    min_std: float | jax.Array = 0.1,
+    noise_clip: float | jax.Array = 3.0,
+    exploring: bool = True,
+    clip: float | None = 1.0,
+) -> tuple[jax.Array, jax.Array]:
+    """DDPM ancestral sampling whose first ``T - num_tuned`` steps use ``base`` and whose
+    last ``num_tuned`` (the least noisy) use ``tuned``; each step's standard-normal draw is
+    clipped to ``+-noise_clip`` and its std set by :func:`chain_step_std`.
+
+    Returns ``(x_0, chain)`` with ``chain [..., num_tuned + 1, A]``: the input of the first
+    tuned step, then each tuned step's output (``chain[..., -1, :]`` is ``x_0``, unclipped).
+    """
+    total = schedule.num_steps
+    if not 1 <= num_tuned <= total:
+        raise ValueError(f"fine-tuned steps must be in 1..{total} (the chain's), got {num_tuned}")
+
+    def run(denoise, x, indices, keys):
+        def step(x, inputs):
+            index, step_key = inputs
+            eps = denoise(obs, x, step_time(index, total))
+            mean, std = ddpm_posterior(schedule, x, index, eps, clip)
+            z = jnp.clip(jax.random.normal(step_key, x.shape), -noise_clip, noise_clip)
+            x = mean + chain_step_std(std, index, min_std, exploring) * z
+            return x, x
+
+        return jax.lax.scan(step, x, (jnp.asarray(indices), keys))
+
+    keys = jax.random.split(key, total)
+    frozen = np.arange(total - 1, num_tuned - 1, -1)
+    x, _ = run(base, noise, frozen, keys[: total - num_tuned])
+    start = x
+    x, outputs = run(tuned, x, np.arange(num_tuned - 1, -1, -1), keys[total - num_tuned :])
+    chain = jnp.concatenate([start[None], outputs], axis=0)
+    return x, jnp.moveaxis(chain, 0, -2)
+
+
+def ddpm_step_log_prob(
+    denoise: DenoiseFn,
+    schedule: Schedule,
+    obs: jax.Array,
+    x: jax.Array,
+    x_next: jax.Array,
+    index: jax.Array,
+    min_std: float | jax.Array = 0.1,
+    clip: float | None = 1.0,
+) -> jax.Array:
+    """Per-dimension ``log N(x_next; mean(x, index), max(std, min_std))`` of DDPM steps.
+
+    ``x, x_next [..., A]`` with one step ``index [...]`` (an integer array) per row: the
+    log-density DPPO gives each denoising step, with its minimum log-probability std.
+    """
+    eps = denoise(obs, x, step_time(index, schedule.num_steps))
+    mean, std = ddpm_posterior(schedule, x, index[..., None], eps, clip)
+    std = jnp.maximum(std, min_std)
+    z = (x_next - mean) / std
+    return -0.5 * jnp.square(z) - jnp.log(std) - 0.5 * np.log(2 * np.pi)
