@@ -207,6 +207,25 @@ TINY = {
         ),
         "learning_rate",
     ),
+    "grpo_control": (
+        "gymnax/Pendulum-v1",
+        dict(
+            total_steps=64,
+            num_groups=2,
+            group_size=2,
+            max_episode_steps=16,
+            num_epochs=1,
+            num_minibatches=2,
+            hidden_sizes=(8,),
+            policy_loss="bapo",
+            advantage="dr_grpo",
+            loss_aggregation="sequence_sum",
+            staleness=1,
+            dynamic_sampling=True,
+            kl_coef=0.1,
+        ),
+        "learning_rate",
+    ),
 }
 
 

@@ -17,6 +17,7 @@ AGENTS = {
     "a2pr": "rlzoo.agents.a2pr",
     "sft": "rlzoo.agents.sft",
     "grpo": "rlzoo.agents.grpo",
+    "grpo_control": "rlzoo.agents.grpo_control",
     "diffusion_bc": "rlzoo.agents.diffusion_bc",
     "diffusion_ql": "rlzoo.agents.diffusion_ql",
     "idql": "rlzoo.agents.idql",
