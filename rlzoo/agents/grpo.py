@@ -35,10 +35,10 @@ import optax
 from flax import struct
 
 from rlzoo.core import group_advantages as ga
+from rlzoo.core import group_policy as gp
 from rlzoo.core import objectives as obj
 from rlzoo.core.agent import Agent
 from rlzoo.core.agent import make_train as make_train_from_agent
-from rlzoo.core.batching import shuffled_minibatches
 from rlzoo.core.hparams import static, traced
 from rlzoo.core.token_eval import (
     TOKEN_EVAL_METRICS,
@@ -180,16 +180,16 @@ class Batch:
 
 
 def check_config(config: Config) -> None:
-    checks = {
-        "advantage": ga.ADVANTAGES,
-        "policy_loss": obj.POLICY_LOSSES,
-        "loss_aggregation": obj.LOSS_AGGREGATIONS,
-        "kl_estimator": obj.KL_ESTIMATORS,
-        "bapo_ordering": obj.BAPO_ORDERINGS,
-    }
-    for name, allowed in checks.items():
-        if getattr(config, name) not in allowed:
-            raise ValueError(f"{name}={getattr(config, name)!r}; one of {', '.join(allowed)}")
+    gp.check_choices(
+        config,
+        {
+            "advantage": ga.ADVANTAGES,
+            "policy_loss": obj.POLICY_LOSSES,
+            "loss_aggregation": obj.LOSS_AGGREGATIONS,
+            "kl_estimator": obj.KL_ESTIMATORS,
+            "bapo_ordering": obj.BAPO_ORDERINGS,
+        },
+    )
     if config.group_size < 2:
         raise ValueError(
             f"group_size = {config.group_size}: group-relative advantages need G >= 2."
@@ -207,85 +207,23 @@ def check_config(config: Config) -> None:
         )
     if config.total_steps < batch:
         raise ValueError(f"total_steps = {config.total_steps} is less than one batch ({batch}).")
-    obj.check_bapo_settings(bapo_settings(config))
-
-
-def bapo_settings(cfg: Config) -> dict[str, Any]:
-    return dict(
-        c_low_start=cfg.bapo_c_low_start,
-        c_high_start=cfg.bapo_c_high_start,
-        c_low_max=cfg.bapo_c_low_max,
-        c_high_max=cfg.bapo_c_high_max,
-        d_low=cfg.bapo_d_low,
-        d_high=cfg.bapo_d_high,
-        rho0=cfg.bapo_rho0,
-        ordering=cfg.bapo_ordering,
-    )
+    obj.check_bapo_settings(gp.bapo_settings(config))
 
 
 def make_optimizer(cfg: Config) -> optax.GradientTransformation:
     return optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm), optax.adam(cfg.learning_rate))
 
 
-def policy_loss(cfg: Config, log_probs, batch: Batch):
-    """Per-token loss of ``cfg.policy_loss`` and the ratio bounds it used."""
-    log_ratio = log_probs - batch.behaviour_log_probs
-    adv = jnp.broadcast_to(batch.advantages[:, None], log_ratio.shape)
-    mask = batch.mask
-    name = cfg.policy_loss
-    if name == "ppo_clip":
-        low, high = 1.0 - cfg.clip_eps, 1.0 + cfg.clip_eps
-        loss, info = obj.ppo_clip(log_ratio, adv, mask, cfg.clip_eps)
-    elif name == "clip_higher":
-        low, high = 1.0 - cfg.clip_eps_low, 1.0 + cfg.clip_eps_high
-        loss, info = obj.clip_higher(log_ratio, adv, mask, cfg.clip_eps_low, cfg.clip_eps_high)
-    elif name == "dual_clip":
-        low, high = 1.0 - cfg.clip_eps, 1.0 + cfg.clip_eps
-        loss, info = obj.dual_clip(log_ratio, adv, mask, cfg.clip_eps, cfg.dual_clip_c)
-    elif name == "bapo":
-        ratios = jax.lax.stop_gradient(jnp.exp(log_ratio))
-        probs = jnp.exp(batch.behaviour_log_probs)
-        low, high = obj.bapo_clip_bounds(ratios, adv, probs, mask, **bapo_settings(cfg))
-        loss, info = obj.bapo(log_ratio, adv, mask, low, high)
-    elif name == "topr":
-        low, high = jnp.asarray(0.0), jnp.asarray(1.0)  # negatives' sequence ratio in [0, 1]
-        loss, info = obj.topr(log_ratio, adv, mask, log_probs)
-    else:  # apa
-        low, high = jnp.asarray(0.0), jnp.asarray(0.0)  # APA does not clip: reported as 0
-        loss, info = obj.apa(log_probs, batch.reference_log_probs, adv, mask, cfg.apa_lambda)
-    return loss, info, log_ratio, adv, low, high
-
-
 def compute_loss(params, model: Transformer, cfg: Config, batch: Batch):
+    """The chosen objective on a minibatch of completions, with KL and entropy terms
+    (``rlzoo.core.group_policy.group_policy_loss``)."""
     log_probs, entropy = completion_log_probs(
         model, params, batch.prompts, batch.completions, cfg.temperature
     )
-    loss, info, log_ratio, adv, low, high = policy_loss(cfg, log_probs, batch)
-    mask = batch.mask
-    how = cfg.loss_aggregation
-    pg = obj.aggregate(loss, mask, how)
-    kl = obj.kl_estimate(log_probs, batch.reference_log_probs, cfg.kl_estimator)
-    ent = obj.aggregate(entropy, mask, how)
-    total = pg + cfg.kl_coef * obj.aggregate(kl, mask, how) - cfg.ent_coef * ent
-    ratio = jax.lax.stop_gradient(jnp.exp(log_ratio))
-    probs = jnp.exp(batch.behaviour_log_probs)
-    count = jnp.maximum(mask.sum(), 1)
-    metrics = {
-        "loss/total": total,
-        "loss/policy": pg,
-        "policy/entropy": jnp.sum(entropy * mask) / count,
-        "policy/kl_ref": jnp.sum(kl * mask) / count,
-        "policy/approx_kl": jnp.sum((jnp.expm1(log_ratio) - log_ratio) * mask) / count,
-        "policy/clip_low": low,
-        "policy/clip_high": high,
-        "policy/clip_frac_low": jnp.sum(info.get("clipped_low", jnp.zeros_like(mask))) / count,
-        "policy/clip_frac_high": jnp.sum(info.get("clipped_high", jnp.zeros_like(mask))) / count,
-        "policy/rho": obj.bapo_positive_share(
-            ratio, adv, probs, mask, jnp.clip(low, 0.0, 1.0), jnp.clip(high, 1.0, 1e6)
-        ),
-        "policy/ratio": jnp.sum(ratio * mask) / count,
-    }
-    return total, metrics
+    return gp.group_policy_loss(
+        cfg, log_probs, entropy, batch.behaviour_log_probs, batch.reference_log_probs,
+        batch.advantages, batch.mask,
+    )  # fmt: skip
 
 
 def rollout(model: Transformer, task: TokenTask, cfg: Config, params, reference, key):
@@ -331,35 +269,16 @@ def update(model: Transformer, task: TokenTask, state: TrainState, data: Any = N
     key, rollout_key = jax.random.split(state.key)
 
     # SAMPLE with the behaviour policy (``staleness`` updates old) AND SCORE
-    behaviour = state.params if cfg.staleness == 0 else jax.tree.map(lambda h: h[0], state.history)
+    behaviour = gp.behaviour_params(state.params, state.history)
     batch, stats = rollout(model, task, cfg, behaviour, reference, rollout_key)
 
     # EPOCHS OF MINIBATCH SGD
-    tx = make_optimizer(cfg)
-
-    def sgd_step(carry, minibatch):
-        params, opt_state = carry
-        grads, metrics = jax.grad(compute_loss, has_aux=True)(params, model, cfg, minibatch)
-        metrics["policy/grad_norm"] = optax.tree.norm(grads)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), opt_state), metrics
-
-    def epoch(carry, _):
-        params, opt_state, key = carry
-        key, perm_key = jax.random.split(key)
-        minibatches = shuffled_minibatches(perm_key, batch, cfg.num_minibatches)
-        (params, opt_state), metrics = jax.lax.scan(sgd_step, (params, opt_state), minibatches)
-        return (params, opt_state, key), metrics
-
-    (params, opt_state, key), metrics = jax.lax.scan(
-        epoch, (state.params, state.opt_state, key), None, cfg.num_epochs
-    )
-    history = state.history
-    if cfg.staleness:
-        history = jax.tree.map(
-            lambda h, p: jnp.concatenate([h[1:], p[None]]), state.history, state.params
-        )
-    metrics = jax.tree.map(jnp.mean, metrics)
+    params, opt_state, key, metrics = gp.minibatch_epochs(
+        lambda p, minibatch: compute_loss(p, model, cfg, minibatch),
+        make_optimizer(cfg), state.params, state.opt_state, key, batch,
+        cfg.num_epochs, cfg.num_minibatches,
+    )  # fmt: skip
+    history = gp.push_history(state.history, state.params)
     metrics.update(stats)
     state = state.replace(
         params=params,
@@ -412,9 +331,7 @@ def make_agent(config: Config, env: Environment, env_params: Any = None) -> Agen
                     "the base policy's parameters do not fit this model; use the same "
                     "d_model, num_layers, num_heads and task as the SFT run."
                 )
-        history = None
-        if cfg.staleness:
-            history = jax.tree.map(lambda p: jnp.stack([p] * cfg.staleness), params)
+        history = gp.init_history(params, cfg.staleness)
         return TrainState(
             params=params,
             opt_state=make_optimizer(cfg).init(params),
