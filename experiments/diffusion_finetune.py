@@ -24,6 +24,7 @@ from common import record
 
 from rlzoo import envs
 from rlzoo.agents import diffusion_bc, dppo, dsrl, sac
+from rlzoo.analysis.stats import mean_interval
 from rlzoo.core import diffusion_base
 from rlzoo.data import collect_transitions
 
@@ -31,15 +32,10 @@ ENV = "gymnax/Pendulum-v1"
 BASE_SHAPE = dict(hidden_size=64, num_blocks=2, num_denoising_steps=5, time_dim=16)
 
 
-def interval(x: np.ndarray, reps: int = 10_000) -> list[float]:
-    rng = np.random.default_rng(0)
-    means = rng.choice(x, (reps, len(x))).mean(axis=1)
-    return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
-
-
 def summary(returns) -> dict:
     x = np.asarray(returns, np.float64)
-    return {"per_seed": x.round(1).tolist(), "mean": float(x.mean()), "ci95": interval(x),
+    ci = mean_interval(x)
+    return {"per_seed": x.round(1).tolist(), "mean": float(x.mean()), "ci95": [ci.low, ci.high],
             "min": float(x.min())}  # fmt: skip
 
 
@@ -84,6 +80,7 @@ def main() -> None:
     parser.add_argument("--dsrl_steps", type=int, default=6_000)
     parser.add_argument("--dppo_steps", type=int, default=20_000)
     parser.add_argument("--methods", default="dsrl,dppo")
+    parser.add_argument("--record_name", default="diffusion_finetune_pendulum")
     args = parser.parse_args()
     env, params = envs.make(ENV)
     timings, results = {}, {}
@@ -162,7 +159,7 @@ def main() -> None:
         )
     table = "\n".join(lines)
     print(table)
-    record("diffusion_finetune_pendulum", {
+    record(args.record_name, {
         "args": vars(args), "medium_sac_return": sac_score, "medium_sac_steps": sac_steps,
         "dataset_episode_return": data_return, "base_deterministic": base_return,
         "base_stochastic": float(base_eval["eval/stochastic_return"]), "results": results,

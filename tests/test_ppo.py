@@ -133,3 +133,88 @@ def test_continuous_image_and_brax_envs_train_and_evaluate(env_id, overrides):
     evaluation = jax.jit(agent.evaluate)(state, jax.random.PRNGKey(1))
     assert np.isfinite(evaluation["eval/deterministic_return"])
     assert evaluation["eval/stochastic_length"] >= 1
+
+
+# ----------------------------------------------------------------------------- pytree obs
+
+
+class MaskedTreeCartPole(envs.Wrapper):
+    """CartPole with a pytree observation and a third, always-masked action.
+
+    Observation: ``{"state": CartPole's 4 floats, "steps": int32 step count, "action_mask":
+    [True, True, False]}``. Action 2 (never allowed) pushes left like action 0 and is
+    counted in the state, so a test can tell whether a masked action was ever taken.
+    """
+
+    MASK = (True, True, False)
+
+    def observation_space(self, params):
+        return envs.Dict(
+            {
+                "state": self.env.observation_space(params),
+                "steps": envs.Box(0, 500, (), jnp.int32),
+                "action_mask": envs.Bool((3,)),
+            }
+        )
+
+    def action_space(self, params):
+        return envs.Discrete(3)
+
+    def _obs(self, obs, steps):
+        mask = jnp.asarray(self.MASK)
+        return envs.TreeObservation({"state": obs, "steps": steps, "action_mask": mask})
+
+    def reset(self, key, params):
+        obs, state = self.env.reset(key, params)
+        zero = jnp.zeros((), jnp.int32)
+        return self._obs(obs, zero), (state, zero, zero)
+
+    def step(self, key, state, action, params):
+        inner, steps, masked_taken = state
+        obs, inner, reward, terminated, truncated, info = self.env.step(
+            key, inner, jnp.where(action == 2, 0, action), params
+        )
+        done = terminated | truncated
+        steps = jnp.where(done, 0, steps + 1)
+        final = self._obs(info["final_observation"], steps)
+        state = (inner, steps, masked_taken + (action == 2))
+        info = {**info, "final_observation": final}
+        return self._obs(obs, steps), state, reward, terminated, truncated, info
+
+
+def test_masked_logits_give_invalid_actions_probability_zero():
+    from rlzoo.nets.actor_critic import masked_logits
+
+    mask = jnp.array([[True, False, True], [False, False, True]])
+    logits = masked_logits(jax.random.normal(jax.random.PRNGKey(0), (2, 3)) * 50, mask)
+    probs = jax.nn.softmax(logits)
+    np.testing.assert_array_equal(probs[~mask], 0.0)
+    samples = jax.random.categorical(jax.random.PRNGKey(1), logits, shape=(4096, 2))
+    assert np.all(np.take_along_axis(np.asarray(mask), np.asarray(samples.T), 1))
+
+
+def test_pytree_observations_train_with_a_masked_policy_and_normalisation(cartpole):
+    env = MaskedTreeCartPole(cartpole[0])
+    params = cartpole[1]
+    config = ppo.Config(
+        learning_rate=1e-3, total_steps=61_440, normalize_observations=True, num_eval_episodes=8
+    )
+    agent = ppo.make_agent(config, env, params)
+
+    @jax.jit
+    def train_and_evaluate(key):
+        state, metrics = ppo.make_train(config, env, params)(key)
+        return state, metrics, agent.evaluate(state, jax.random.fold_in(key, 1))
+
+    state, metrics, evaluation = train_and_evaluate(jax.random.PRNGKey(2))
+    # The masked action was never taken, in training or by the policy's samples.
+    masked_taken = state.env_state.env_state.env_state[2]  # Normalize(Vector(Stats(env)))
+    assert masked_taken.shape == (config.num_envs,) and int(masked_taken.sum()) == 0
+    # Per-entry observation statistics; the bool mask is not normalised.
+    stats = ppo.policy_params(state)[0]
+    assert set(stats) == {"state", "steps"} and float(stats["steps"].mean) > 1.0
+    assert np.isfinite(np.asarray(metrics["loss/total"])).all()
+    # Two valid actions: entropy at most log 2 (log 3 if the mask leaked).
+    assert float(metrics["policy/entropy"][0]) <= np.log(2.0) + 1e-4
+    # A uniformly random CartPole policy lasts about 22 steps.
+    assert float(evaluation["eval/deterministic_return"]) > 100.0

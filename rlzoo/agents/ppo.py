@@ -10,6 +10,12 @@ which ``make_agent`` only binds to one env and network, and ``make_train``.
 
 Truncation is handled properly: the value of the final observation of a time-limited
 episode is bootstrapped (``rlzoo.core.advantages.gae``), terminations are not.
+
+Observations may be arrays or pytrees (``TreeObservation``, space ``Dict``: Jumanji,
+Playground's locomotion envs). Pytree ones are stored, shuffled and evaluated leaf by leaf
+(``jax.tree.map``); the torsos read their entries flattened and concatenated
+(``torsos.TreeMLP``), and an ``"action_mask"`` entry masks the categorical policy, so an
+invalid action is never sampled.
 """
 
 from __future__ import annotations
@@ -33,16 +39,18 @@ from rlzoo.core.reductions import standardize
 from rlzoo.envs import (
     Box,
     ClipAction,
+    Dict,
     Discrete,
     Environment,
     EpisodeStatistics,
     NormalizeObservation,
     NormalizeReward,
     VectorEnv,
-    normalize,
+    normalize_observation,
     observation_statistics,
 )
 from rlzoo.nets import ActorCritic
+from rlzoo.nets.torsos import observation_entries
 
 
 @struct.dataclass
@@ -81,6 +89,19 @@ class Config:
     log_std_init: float = static(0.0, "Initial log std of Gaussian actions (continuous only).")
     num_eval_episodes: int = static(32, "Episodes per evaluation, per policy mode and seed.")
 
+
+# The optional suites' presets share this shape: 64 envs x 64 steps, 8 minibatches, ReLU
+# MLPs, observation normalisation, 2e5 steps: a small CPU's budget, far below the suites'
+# own PPO runs (Craftax: 1e9 steps, Playground CartpoleBalance: 6e7).
+_SUITE_BASE: dict[str, Any] = dict(
+    hidden_sizes=(128, 128),
+    activation="relu",
+    num_envs=64,
+    num_steps=64,
+    num_minibatches=8,
+    normalize_observations=True,
+    total_steps=200_000,
+)
 
 # Shipped defaults per env family, applied on top of ``Config()`` by ``default_config``.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -123,6 +144,39 @@ PRESETS: dict[str, dict[str, Any]] = {
         normalize_observations=True,
         total_steps=1_000_000,
     ),
+    # The optional suites (experiments/ppo_suites.py), sized for a small CPU (see
+    # _SUITE_BASE); pass --total_steps / --config.num_envs to scale up.
+    # Grid worlds: the H x W x C grid flattened into an MLP; entries normalised.
+    "xminigrid": dict(**_SUITE_BASE, torso="flat_mlp", learning_rate=1e-3),
+    "navix": dict(**_SUITE_BASE, torso="flat_mlp", learning_rate=1e-3),
+    # Jumanji: pytree observations (TreeMLP over the non-mask entries), masked policy.
+    "jumanji": dict(**_SUITE_BASE, learning_rate=5e-4, num_eval_episodes=8),
+    # Craftax symbolic (1345 / 8268 features): the Craftax baselines' PPO shape
+    # (gamma 0.99, lambda 0.8, lr 2e-4, 4 epochs x 8 minibatches), a wider network, and
+    # no observation normalisation (the features are already in [0, 1]).
+    "craftax": dict(
+        **{**_SUITE_BASE, "hidden_sizes": (256, 256), "normalize_observations": False},
+        learning_rate=2e-4,
+        gae_lambda=0.8,
+        num_eval_episodes=8,
+    ),
+    # MuJoCo Playground (DM Control Suite): Brax-style settings as Playground's own PPO
+    # config (discount 0.995, reward scaling 10, lr 1e-3, observation normalisation).
+    "playground": dict(
+        num_envs=64,
+        num_steps=32,
+        num_minibatches=8,
+        learning_rate=1e-3,
+        gamma=0.995,
+        reward_scale=10.0,
+        max_grad_norm=1e9,
+        hidden_sizes=(32, 32, 32, 32),
+        value_hidden_sizes=(256, 256, 256, 256, 256),
+        activation="silu",
+        normalize_observations=True,
+        num_eval_episodes=8,
+        total_steps=100_000,
+    ),
 }
 
 STEP_UNIT = "env_steps"
@@ -159,7 +213,7 @@ class TrainState:
     params: Any
     opt_state: Any
     env_state: Any
-    obs: jax.Array
+    obs: Any  # an array, or a pytree (TreeObservation) of arrays
     key: jax.Array
     iteration: jax.Array
     config: Config  # traced hyperparameters travel with the state (sweeps, checkpoints)
@@ -167,21 +221,21 @@ class TrainState:
 
 @struct.dataclass
 class Transition:
-    obs: jax.Array
+    obs: Any  # array or pytree, as the env gives it
     action: jax.Array
     log_prob: jax.Array
     value: jax.Array
     reward: jax.Array
     terminated: jax.Array
     truncated: jax.Array
-    final_obs: jax.Array  # where the transition really led (differs from next obs on reset)
+    final_obs: Any  # where the transition really led (differs from next obs on reset)
 
 
 @struct.dataclass
 class LearnBatch:
     """What the loss reads; only this is shuffled into minibatches."""
 
-    obs: jax.Array
+    obs: Any
     action: jax.Array
     old_log_prob: jax.Array
     old_value: jax.Array
@@ -374,7 +428,7 @@ def act(
     """The policy alone: ``params = (observation statistics or None, network params)``."""
     obs_stats, net_params = params
     if obs_stats is not None:
-        obs = normalize(obs_stats, obs)
+        obs = normalize_observation(obs_stats, obs)
     dist, _ = network.apply(net_params, obs)
     return dist.mode() if deterministic else dist.sample(seed=key)
 
@@ -395,6 +449,8 @@ def make_agent(config: Config, env: Environment, env_params: Any = None) -> Agen
     discrete = isinstance(action_space, Discrete)
     if not discrete and not isinstance(action_space, Box):
         raise ValueError(f"PPO needs a Discrete or Box action space, got {action_space!r}")
+    obs_space = env.observation_space(env_params)
+    obs_entries = observation_entries(obs_space) if isinstance(obs_space, Dict) else None
 
     network = ActorCritic(
         action_dim=action_space.n if discrete else action_space.shape[0],
@@ -404,6 +460,7 @@ def make_agent(config: Config, env: Environment, env_params: Any = None) -> Agen
         value_hidden_sizes=config.value_hidden_sizes,
         activation=config.activation,
         log_std_init=config.log_std_init,
+        obs_entries=obs_entries,
     )
 
     # Gaussian actions are clipped by the env; the unclipped sample is what gets trained on.

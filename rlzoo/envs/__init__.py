@@ -1,7 +1,10 @@
-"""rlzoo environments: one functional interface over gymnax and Brax, plus wrappers.
+"""rlzoo environments: one functional interface over gymnax, Brax and the optional suites.
 
-``make("gymnax/CartPole-v1")`` / ``make("brax/hopper", backend="positional")`` return
-``(env, params)``. Brax is imported only when a ``brax/`` id is made or all ids are listed.
+``make("gymnax/CartPole-v1")`` / ``make("brax/hopper", backend="positional")`` /
+``make("craftax/Craftax-Classic-Symbolic-v1")`` return ``(env, params)``. Brax and the
+optional suites (Jumanji, Craftax, XLand-MiniGrid, Navix, MuJoCo Playground; see
+``rlzoo.envs.suites``) are imported only when one of their ids is made.
+``python -m rlzoo.envs`` lists every id that can be made here, with its spaces.
 """
 
 from __future__ import annotations
@@ -10,8 +13,20 @@ import difflib
 from collections.abc import Callable
 from typing import Any
 
-from rlzoo.envs.core import Box, Discrete, Environment, PyTree, TokenSequence, Wrapper
+from rlzoo.envs.core import (
+    Bool,
+    Box,
+    Dict,
+    Discrete,
+    Environment,
+    MultiDiscrete,
+    PyTree,
+    TokenSequence,
+    TreeObservation,
+    Wrapper,
+)
 from rlzoo.envs.groups import GroupReset, group_keys, group_reset
+from rlzoo.envs.suites import SUITES, adapter_class
 from rlzoo.envs.wrappers import (
     ClipAction,
     EpisodeStatistics,
@@ -22,22 +37,28 @@ from rlzoo.envs.wrappers import (
     VectorEnv,
     init_running_stats,
     normalize,
+    normalize_observation,
     observation_statistics,
     update_running_stats,
 )
 
 __all__ = [
+    "SUITES",
+    "Bool",
     "Box",
     "ClipAction",
+    "Dict",
     "Discrete",
     "Environment",
     "EpisodeStatistics",
     "GroupReset",
+    "MultiDiscrete",
     "NormalizeObservation",
     "NormalizeReward",
     "RescaleAction",
     "RunningMeanStd",
     "TokenSequence",
+    "TreeObservation",
     "VectorEnv",
     "Wrapper",
     "group_keys",
@@ -45,6 +66,7 @@ __all__ = [
     "init_running_stats",
     "make",
     "normalize",
+    "normalize_observation",
     "observation_statistics",
     "register",
     "registered_ids",
@@ -109,19 +131,27 @@ _REGISTERED: dict[str, Callable[..., Environment]] = {}
 def register(env_id: str, factory: Callable[..., Environment]) -> None:
     """Make ``make(env_id, **kwargs)`` build ``factory(**kwargs)`` (params: its defaults)."""
     backend = env_id.partition("/")[0]
-    if backend in _BACKENDS:
+    if backend in _BACKENDS or backend in SUITES:
         raise ValueError(f"{env_id!r}: the prefix {backend!r} belongs to a built-in backend")
     _REGISTERED[env_id] = factory
 
 
-def registered_ids() -> list[str]:
-    """Every id ``make`` accepts, e.g. ``"gymnax/CartPole-v1"``, ``"brax/hopper"``."""
+def registered_ids(installed_only: bool = True) -> list[str]:
+    """Every id ``make`` accepts, e.g. ``"gymnax/CartPole-v1"``, ``"brax/hopper"``, and the
+    ids of the optional suites that are installed (all of them: ``installed_only=False``).
+    Imports no optional suite."""
     built_in = [f"{b}/{name}" for b, (names, _) in _BACKENDS.items() for name in names()]
-    return built_in + list(_REGISTERED)
+    suites = [
+        f"{prefix}/{name}"
+        for prefix, suite in SUITES.items()
+        if not installed_only or suite.installed()
+        for name in suite.names
+    ]
+    return built_in + suites + list(_REGISTERED)
 
 
 def _unknown_id_message(env_id: str) -> str:
-    ids = registered_ids()
+    ids = registered_ids(installed_only=False)
     by_lower = {i.lower(): i for i in ids}
     # Also match against bare names so "CartPole-v1" suggests "gymnax/CartPole-v1".
     candidates = {**by_lower, **{i.split("/", 1)[1].lower(): i for i in ids}}
@@ -136,6 +166,11 @@ def _unknown_id_message(env_id: str) -> str:
     known = "; ".join(
         f"{backend}: {', '.join(names())}" for backend, (names, _) in _BACKENDS.items()
     )
+    known += "".join(
+        f"; {prefix}{'' if suite.installed() else f' (extra [{suite.extra}])'}: "
+        + ", ".join(suite.names)
+        for prefix, suite in SUITES.items()
+    )
     if _REGISTERED:
         known += f"; registered: {', '.join(_REGISTERED)}"
     return f"{message} Known ids (<backend>/<name>) - {known}"
@@ -144,13 +179,19 @@ def _unknown_id_message(env_id: str) -> str:
 def make(env_id: str, **kwargs: Any) -> tuple[Environment, PyTree]:
     """Builds the environment ``<backend>/<name>``; returns ``(env, env.default_params)``.
 
-    ``kwargs`` go to the backend adapter (``GymnaxEnv`` / ``BraxEnv``). Raises ``ValueError``
-    naming close matches and all known ids for an unknown id.
+    ``kwargs`` go to the backend adapter (``GymnaxEnv`` / ``BraxEnv`` / ``CraftaxEnv`` ...).
+    Raises ``ValueError`` naming close matches and all known ids for an unknown id, and
+    ``ImportError`` naming the extra to install for an id of a suite that is not installed.
     """
     if env_id in _REGISTERED:
         env = _REGISTERED[env_id](**kwargs)
         return env, env.default_params
     backend, _, name = env_id.partition("/")
+    if backend in SUITES and name in SUITES[backend].names:
+        if not SUITES[backend].installed():
+            raise ImportError(SUITES[backend].not_installed_message(env_id))
+        env = adapter_class(backend)(name, **kwargs)
+        return env, env.default_params
     if backend not in _BACKENDS or name not in _BACKENDS[backend][0]():
         raise ValueError(_unknown_id_message(env_id))
     env = _BACKENDS[backend][1](name, **kwargs)
@@ -167,4 +208,13 @@ def __getattr__(name: str) -> Any:
         from rlzoo.envs.brax_env import BraxEnv
 
         return BraxEnv
+    suite_classes = {
+        "JumanjiEnv": "jumanji",
+        "CraftaxEnv": "craftax",
+        "XMiniGridEnv": "xminigrid",
+        "NavixEnv": "navix",
+        "PlaygroundEnv": "playground",
+    }
+    if name in suite_classes:
+        return adapter_class(suite_classes[name])
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

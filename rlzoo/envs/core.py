@@ -14,10 +14,16 @@ Modelled on gymnax 1.0:
 
 Environments and wrappers are plain Python objects that are static under ``jit``; all
 changing quantities live in ``state`` (a pytree) and tunables in ``params`` (a pytree).
+
+Observations are arrays (space ``Box``) or, for suites with structured observations
+(Jumanji, some Craftax / XLand-MiniGrid variants), a :class:`TreeObservation` of arrays
+(space :class:`Dict`). An optional ``"action_mask"`` entry (bool, ``True`` = allowed) marks
+the valid actions; a masked categorical policy gives the others probability zero.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,7 +121,140 @@ class TokenSequence:
         return jnp.all((x >= 0) & (x < self.vocab_size))
 
 
-Space = Discrete | Box | TokenSequence
+@dataclass(frozen=True)
+class MultiDiscrete:
+    """Integer vectors: entry ``i`` lies in ``0 .. nvec[i] - 1`` (Jumanji's MultiDiscreteArray)."""
+
+    nvec: tuple[int, ...]
+    dtype: Any = jnp.int32
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.nvec),)
+
+    def sample(self, key: Array) -> Array:
+        return jax.random.randint(key, self.shape, 0, np.asarray(self.nvec), dtype=self.dtype)
+
+    def contains(self, x: Array) -> Array:
+        x = jnp.asarray(x)
+        if x.shape != self.shape or not jnp.issubdtype(x.dtype, jnp.integer):
+            return jnp.asarray(False)
+        return jnp.all((x >= 0) & (x < np.asarray(self.nvec)))
+
+
+@jax.tree_util.register_pytree_with_keys_class
+class TreeObservation(Mapping):
+    """A structured observation: a read-only mapping of names to arrays (or nested ones).
+
+    A pytree (keys are static, values are leaves), so it passes through ``jit``, ``vmap``,
+    ``lax.scan`` and ``jax.tree.map`` like a dict. It has no ``shape``: code that needs the
+    leading (env, time) axes reads them from a leaf and that leaf's space
+    (:func:`batch_shape`).
+    """
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Mapping[str, Any]):
+        if not items:
+            raise ValueError("a TreeObservation needs at least one entry")
+        self._items = dict(items)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._items[key]
+
+    def __iter__(self):
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __repr__(self) -> str:
+        return f"TreeObservation({self._items!r})"
+
+    def tree_flatten_with_keys(self):
+        keys = tuple(self._items)
+        return [(jax.tree_util.DictKey(k), self._items[k]) for k in keys], keys
+
+    @classmethod
+    def tree_unflatten(cls, keys, children):
+        return cls(dict(zip(keys, children, strict=True)))
+
+
+@dataclass(frozen=True)
+class Dict:
+    """Space of :class:`TreeObservation`: one space per entry (entries may nest).
+
+    ``spaces`` keeps the entries' order, which is the order of the observation's entries
+    (and of its leaves under ``jax.tree.leaves``). A ``Dict`` has no ``shape``.
+    """
+
+    spaces: tuple[tuple[str, Any], ...]
+
+    def __init__(self, spaces: Mapping[str, Any] | tuple[tuple[str, Any], ...]):
+        items = tuple(spaces.items()) if isinstance(spaces, Mapping) else tuple(spaces)
+        if not items:
+            raise ValueError("a Dict space needs at least one entry")
+        object.__setattr__(self, "spaces", items)
+
+    def __getitem__(self, key: str) -> Any:
+        return dict(self.spaces)[key]
+
+    def keys(self) -> list[str]:
+        return [k for k, _ in self.spaces]
+
+    def sample(self, key: Array) -> TreeObservation:
+        keys = jax.random.split(key, len(self.spaces))
+        return TreeObservation(
+            {n: s.sample(k) for (n, s), k in zip(self.spaces, keys, strict=True)}
+        )
+
+    def contains(self, x: Any) -> Array:
+        """Bool array: ``x`` has exactly these entries and each lies in its space."""
+        if not isinstance(x, Mapping) or list(x) != self.keys():
+            return jnp.asarray(False)
+        return jnp.all(jnp.stack([jnp.asarray(s.contains(x[n])) for n, s in self.spaces]))
+
+
+@dataclass(frozen=True)
+class Bool:
+    """Bool arrays of a fixed shape (action masks: ``True`` = the action is allowed)."""
+
+    shape: tuple[int, ...]
+    dtype: Any = jnp.bool_
+
+    def sample(self, key: Array) -> Array:
+        return jax.random.bernoulli(key, 0.5, self.shape)
+
+    def contains(self, x: Array) -> Array:
+        x = jnp.asarray(x)
+        return jnp.asarray(x.shape == self.shape and x.dtype == jnp.bool_)
+
+
+Space = Discrete | Box | TokenSequence | MultiDiscrete | Dict | Bool
+
+
+def event_ndims(space: Any) -> Any:
+    """Per entry of an observation space, how many trailing axes one observation has
+    (an int for an array space, a dict for a ``Dict``)."""
+    if isinstance(space, Dict):
+        return {name: event_ndims(s) for name, s in space.spaces}
+    return len(space.shape)
+
+
+def leaf_spaces(space: Any) -> list[Any]:
+    """The array spaces of an observation space, in the order of the observation's leaves
+    (``[space]`` for an array space)."""
+    if isinstance(space, Dict):
+        return [leaf for _, s in space.spaces for leaf in leaf_spaces(s)]
+    return [space]
+
+
+def batch_shape(obs: Any, space: Any) -> tuple[int, ...]:
+    """Leading axes of ``obs`` beyond one observation of ``space`` (``(num_envs,)``, ``()``,
+    ...), read from the first leaf of the observation and of the space."""
+    leaf = jax.tree.leaves(obs)[0]
+    event_ndim = len(leaf_spaces(space)[0].shape)
+    return tuple(leaf.shape[: leaf.ndim - event_ndim])
 
 
 class Environment:

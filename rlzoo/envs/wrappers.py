@@ -9,27 +9,38 @@ Typical stacking::
 
 Wrapper states are flax dataclasses holding the inner state in ``env_state``.
 ``EpisodeStatistics`` and ``NormalizeReward`` infer a batch shape from the observation
-(``obs.shape`` minus the observation space's shape), so they work both inside and outside
-``VectorEnv``.
+(the first leaf's shape minus its space's shape), so they work both inside and outside
+``VectorEnv``, on array and on pytree (``TreeObservation``) observations.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 from flax import struct
 
-from rlzoo.envs.core import Array, Box, Environment, PyTree, Space, Wrapper
+from rlzoo.envs.core import (
+    Array,
+    Bool,
+    Box,
+    Dict,
+    Environment,
+    PyTree,
+    Space,
+    TreeObservation,
+    Wrapper,
+    batch_shape,
+)
 
 StepResult = tuple[Array, PyTree, Array, Array, Array, dict[str, Any]]
 
 
-def _batch_shape(env: Environment, obs: Array, params: PyTree) -> tuple[int, ...]:
+def _batch_shape(env: Environment, obs: PyTree, params: PyTree) -> tuple[int, ...]:
     """Leading dims of ``obs`` beyond one observation (``(num_envs,)`` or ``()``)."""
-    event_ndim = len(env.observation_space(params).shape)
-    return tuple(obs.shape[: obs.ndim - event_ndim])
+    return batch_shape(obs, env.observation_space(params))
 
 
 # --------------------------------------------------------------------------- statistics
@@ -155,11 +166,67 @@ def normalize(stats: RunningMeanStd, x: Array, clip: float = 10.0, eps: float = 
 
 # --------------------------------------------------------------------------- normalisation
 
+# Statistics of a pytree observation: one ``RunningMeanStd`` per normalised entry, keyed by
+# the entry's name (nested entries: "outer/inner"). Bool entries (action masks) are left
+# out and pass through unchanged; numeric entries (integer ones too) come out float32.
+ObservationStats = RunningMeanStd | dict[str, RunningMeanStd]
+
+
+def _normalised_entries(space: Space, prefix: str = "") -> dict[str, tuple[int, ...]]:
+    """Name -> shape of every non-bool entry of a ``Dict`` observation space."""
+    entries: dict[str, tuple[int, ...]] = {}
+    for name, sub in space.spaces:
+        if isinstance(sub, Dict):
+            entries.update(_normalised_entries(sub, f"{prefix}{name}/"))
+        elif not isinstance(sub, Bool):
+            entries[f"{prefix}{name}"] = tuple(sub.shape)
+    return entries
+
+
+def init_observation_stats(space: Space) -> ObservationStats:
+    """Empty statistics for observations of ``space`` (an array or a ``Dict`` space)."""
+    if isinstance(space, Dict):
+        return {n: init_running_stats(shape) for n, shape in _normalised_entries(space).items()}
+    return init_running_stats(space.shape)
+
+
+def _map_entries(fn, stats: dict[str, RunningMeanStd], obs: PyTree, prefix: str = "") -> PyTree:
+    """``fn(stats[name], entry)`` for every entry of a (nested) mapping with statistics;
+    the other entries stay as they are."""
+    out = {}
+    for name in obs:
+        path = f"{prefix}{name}"
+        if isinstance(obs[name], Mapping):
+            out[name] = _map_entries(fn, stats, obs[name], f"{path}/")
+        else:
+            out[name] = fn(stats[path], obs[name]) if path in stats else obs[name]
+    return TreeObservation(out) if isinstance(obs, TreeObservation) else out
+
+
+def _entry(obs: PyTree, path: str) -> Array:
+    for name in path.split("/"):
+        obs = obs[name]
+    return obs
+
+
+def update_observation_stats(stats: ObservationStats, obs: PyTree) -> ObservationStats:
+    """``update_running_stats`` per normalised entry (a batch of observations)."""
+    if isinstance(stats, RunningMeanStd):
+        return update_running_stats(stats, obs)
+    return {n: update_running_stats(s, _entry(obs, n)) for n, s in stats.items()}
+
+
+def normalize_observation(stats: ObservationStats, obs: PyTree, clip: float = 10.0) -> PyTree:
+    """``normalize`` an array observation, or every normalised entry of a pytree one."""
+    if isinstance(stats, RunningMeanStd):
+        return normalize(stats, obs, clip)
+    return _map_entries(lambda s, x: normalize(s, x, clip), stats, obs)
+
 
 @struct.dataclass
 class NormalizeObservationState:
     env_state: PyTree
-    obs_stats: RunningMeanStd
+    obs_stats: ObservationStats
 
 
 class NormalizeObservation(Wrapper):
@@ -168,17 +235,20 @@ class NormalizeObservation(Wrapper):
     Meant to sit outside ``VectorEnv`` (one set of statistics over all envs); an unbatched
     env works too. Every reset/step first merges the returned observations into the
     statistics, then normalises ``obs`` and ``info["final_observation"]`` with them.
+    Pytree observations: each non-bool entry has its own statistics; bool entries (action
+    masks) pass through.
     """
 
     def __init__(self, env: Environment, clip: float = 10.0):
         super().__init__(env)
         self.clip = float(clip)
 
-    def reset(self, key: Array, params: PyTree) -> tuple[Array, NormalizeObservationState]:
+    def reset(self, key: Array, params: PyTree) -> tuple[PyTree, NormalizeObservationState]:
         obs, env_state = self.env.reset(key, params)
-        stats = init_running_stats(self.env.observation_space(params).shape)
-        stats = update_running_stats(stats, obs)
-        return normalize(stats, obs, self.clip), NormalizeObservationState(env_state, stats)
+        stats = init_observation_stats(self.env.observation_space(params))
+        stats = update_observation_stats(stats, obs)
+        obs = normalize_observation(stats, obs, self.clip)
+        return obs, NormalizeObservationState(env_state, stats)
 
     def step(
         self, key: Array, state: NormalizeObservationState, action: Array, params: PyTree
@@ -186,13 +256,14 @@ class NormalizeObservation(Wrapper):
         obs, env_state, reward, terminated, truncated, info = self.env.step(
             key, state.env_state, action, params
         )
-        stats = update_running_stats(state.obs_stats, obs)
-        info = {**info, "final_observation": normalize(stats, info["final_observation"], self.clip)}
-        obs = normalize(stats, obs, self.clip)
+        stats = update_observation_stats(state.obs_stats, obs)
+        final = normalize_observation(stats, info["final_observation"], self.clip)
+        info = {**info, "final_observation": final}
+        obs = normalize_observation(stats, obs, self.clip)
         return obs, NormalizeObservationState(env_state, stats), reward, terminated, truncated, info
 
 
-def observation_statistics(env_state: PyTree) -> RunningMeanStd | None:
+def observation_statistics(env_state: PyTree) -> ObservationStats | None:
     """The observation statistics of the outermost ``NormalizeObservation`` in a wrapper
     state, or ``None`` if there is none (e.g. to normalise an evaluation env's obs)."""
     while env_state is not None:

@@ -88,7 +88,67 @@ class MinAtarCNN(nn.Module):
         return x
 
 
-def make_torso(kind: str, hidden_sizes: Sequence[int], activation: str) -> nn.Module:
+# One entry of a pytree observation: its path of keys and how many trailing axes one
+# observation has (0 for a scalar, 3 for an H x W x C image).
+ObsEntry = tuple[tuple[str, ...], int]
+
+
+def observation_entries(space, skip: Sequence[str] = ("action_mask",)) -> tuple[ObsEntry, ...]:
+    """The entries of a ``Dict`` observation space a flat torso reads, in order: every
+    array entry (nested ones too) except those named in ``skip`` (the action mask)."""
+    entries: list[ObsEntry] = []
+
+    def walk(sub, path):
+        if hasattr(sub, "spaces"):  # rlzoo.envs.Dict (nets do not import envs)
+            for name, inner in sub.spaces:
+                if name not in skip:
+                    walk(inner, (*path, name))
+        else:
+            entries.append((path, len(sub.shape)))
+
+    walk(space, ())
+    return tuple(entries)
+
+
+def flatten_entries(obs, entries: Sequence[ObsEntry]) -> jax.Array:
+    """One float32 feature vector per observation: each entry's trailing axes flattened,
+    the entries concatenated (leading batch axes kept)."""
+    parts = []
+    for path, event_ndim in entries:
+        x = obs
+        for name in path:
+            x = x[name]
+        x = jnp.asarray(x, jnp.float32)
+        parts.append(x.reshape((*x.shape[: x.ndim - event_ndim], -1)))
+    return jnp.concatenate(parts, axis=-1)
+
+
+class TreeMLP(nn.Module):
+    """An MLP on a pytree observation (``TreeObservation``): the ``entries`` (see
+    :func:`observation_entries`) flattened and concatenated, then dense layers. Enough for
+    the suites' symbolic observations (Jumanji's grids and scalars, Craftax's features);
+    the action mask is not an input (the policy head applies it)."""
+
+    entries: tuple[ObsEntry, ...]
+    hidden_sizes: Sequence[int] = (64, 64)
+    activation: str = "tanh"
+
+    @nn.compact
+    def __call__(self, obs) -> jax.Array:
+        return MLP(tuple(self.hidden_sizes), self.activation)(flatten_entries(obs, self.entries))
+
+
+def make_torso(
+    kind: str,
+    hidden_sizes: Sequence[int],
+    activation: str,
+    obs_entries: tuple[ObsEntry, ...] | None = None,
+) -> nn.Module:
+    """``obs_entries`` (pytree observations only): the entries an MLP torso reads."""
+    if obs_entries is not None:
+        if kind not in ("mlp", "flat_mlp"):
+            raise ValueError(f"torso {kind!r} takes array observations; pytree ones: 'mlp'")
+        return TreeMLP(obs_entries, tuple(hidden_sizes), activation)
     if kind == "mlp":
         return MLP(tuple(hidden_sizes), activation)
     if kind == "flat_mlp":  # an MLP on flattened images (MinAtar's 10 x 10 x C)

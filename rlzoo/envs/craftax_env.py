@@ -1,0 +1,78 @@
+"""Adapter for Craftax 1.6.1 (full Craftax and Craftax-Classic; symbolic and pixel obs).
+
+Craftax signals one ``done`` for three kinds of end: the player died (or, in Classic,
+walked into lava; in full Craftax, beat the final boss), which are real ends, and its own
+step limit ``params.max_timesteps`` (Craftax 100000, Classic 10000), which is a time limit.
+The adapter keeps them apart by asking Craftax's own ``is_terminal`` again with the step
+counter set to 0: whatever is still terminal is a termination; the rest of ``done`` is
+``truncated``. The env is built without Craftax's auto-reset (which drops the final
+observation); ``params`` are Craftax's ``EnvParams`` (``max_timesteps``, ``day_length``).
+Observations are float32: ``(8268,)`` / ``(1345,)`` symbolic, ``(H, W, 3)`` pixels.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax.numpy as jnp
+from craftax.craftax_env import make_craftax_env_from_name
+
+from rlzoo.envs.core import Array, Box, Discrete, Environment, PyTree
+from rlzoo.envs.suites import CRAFTAX_NAMES, finish_step, split_step_key
+
+
+class CraftaxEnv(Environment):
+    """A Craftax env behind rlzoo's interface; ``id`` is ``craftax/<name>``.
+
+    ``max_timesteps`` (if given) replaces Craftax's step limit in the default params.
+    """
+
+    def __init__(self, name: str, max_timesteps: int | None = None):
+        if name not in CRAFTAX_NAMES:
+            raise ValueError(f"unknown craftax env {name!r}; known: {', '.join(CRAFTAX_NAMES)}")
+        self.name = name
+        self.id = f"craftax/{name}"
+        self._env = make_craftax_env_from_name(name, auto_reset=False)
+        params = self._env.default_params
+        if max_timesteps is not None:
+            params = params.replace(max_timesteps=int(max_timesteps))
+        self._default_params = params
+        space = self._env.observation_space(params)
+        self._observation_space = Box(space.low, space.high, tuple(space.shape))
+        self._action_space = Discrete(int(self._env.action_space(params).n))
+
+    @property
+    def craftax_env(self) -> Any:
+        return self._env
+
+    @property
+    def default_params(self) -> PyTree:
+        return self._default_params
+
+    def reset(self, key: Array, params: PyTree) -> tuple[Array, PyTree]:
+        obs, state = self._env.reset_env(key, params)
+        return jnp.asarray(obs, jnp.float32), state
+
+    def step(self, key: Array, state: PyTree, action: Array, params: PyTree):
+        step_key, reset_key = split_step_key(key)
+        obs, stepped, reward, done, _ = self._env.step_env(step_key, state, action, params)
+        done = jnp.asarray(done, bool)
+        # A real end stays terminal with the step counter at 0; the step limit does not.
+        real_end = jnp.asarray(
+            self._env.is_terminal(
+                stepped.replace(timestep=jnp.zeros_like(stepped.timestep)), params
+            ),
+            bool,
+        )
+        terminated = done & real_end
+        truncated = done & ~real_end
+        obs, next_state, info = finish_step(
+            done, self.reset(reset_key, params), (jnp.asarray(obs, jnp.float32), stepped)
+        )
+        return obs, next_state, jnp.asarray(reward, jnp.float32), terminated, truncated, info
+
+    def observation_space(self, params: PyTree) -> Box:
+        return self._observation_space
+
+    def action_space(self, params: PyTree) -> Discrete:
+        return self._action_space
