@@ -134,8 +134,24 @@ def main() -> None:
     record(
         f"diffusion_offline_speed_w{args.width}",
         {"args": vars(args), "device": jax.devices()[0].device_kind,
-         "matmul_gflops": probe, "results": results},
+         "matmul_gflops": probe, "results": results, "table": speed_table(results, probe)},
     )  # fmt: skip
+
+
+def speed_table(results: list[dict], probe: float) -> str:
+    """Markdown of the measured rows, with the probe's rate."""
+    lines = [
+        "| agent | batch | MFLOP / gradient step | gradient steps / s | GFLOP/s | share of the "
+        f"matmul probe ({probe:.0f} GFLOP/s) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in results:
+        lines.append(
+            f"| {row['agent']} | {row['batch_size']} | {row['flops_per_step'] / 1e6:.1f} | "
+            f"{row['steps_per_second']:.0f} | {row['gflops_per_second']:.1f} | "
+            f"{row['fraction_of_matmul']:.0%} |"
+        )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -44,6 +44,25 @@ WEIGHTED = ("td3_bc", "iql")
 MIXED = ("medium-replay", "medium-expert")
 
 
+def score_table(rows: list[dict], seeds: int, random_return: float, expert_return: float) -> str:
+    """Markdown: one row per level and agent (``+RW``: trajectory-weighted sampling)."""
+    lines = [
+        f"| level | agent | normalised score, mean [95% CI] over {seeds} seeds | min | "
+        "wall incl. compile (s) |",
+        "|---|---|---|---|---|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['level']} | {row['agent']} | {row['mean']:.1f} [{row['low']:.1f}, "
+            f"{row['high']:.1f}] | {min(row['scores']):.1f} | {row['seconds']:.0f} |"
+        )
+    lines.append(
+        f"\nScore 100 (R - R_random) / (R_expert - R_random), R_random = {random_return:.1f}, "
+        f"R_expert = {expert_return:.1f}."
+    )
+    return "\n".join(lines)
+
+
 def random_act(space):
     def act(_, obs, key, deterministic):
         return jax.vmap(space.sample)(jax.random.split(key, obs.shape[0]))
@@ -186,13 +205,10 @@ def main() -> None:
             )  # fmt: skip
             print(f"  {level:14s} {label:10s} {interval.estimate:6.1f} "
                   f"[{interval.low:6.1f}, {interval.high:6.1f}]", flush=True)  # fmt: skip
-    print(f"\n| level | agent | normalised score (mean, 95% CI over {args.seeds} seeds) |")
-    print("|---|---|---|")
-    for row in rows:
-        print(f"| {row['level']} | {row['agent']} | {row['mean']:.1f} "
-              f"[{row['low']:.1f}, {row['high']:.1f}] |")  # fmt: skip
+    table = score_table(rows, args.seeds, random_return, expert_return)
+    print(table)
     summary = dict(vars(args), random_return=random_return, expert_return=expert_return,
-                   wall_seconds=time.perf_counter() - start, rows=rows)  # fmt: skip
+                   wall_seconds=time.perf_counter() - start, rows=rows, table=table)  # fmt: skip
     (out / "results.json").write_text(json.dumps(summary, indent=1))
     record(args.record_name, summary)
 
