@@ -3,8 +3,7 @@
     train = jax.jit(jax.vmap(sac.make_train(sac.Config(), env, env_params)))
     state, metrics = train(jax.random.split(jax.random.key(0), 8))
 
-The file, top to bottom: ``Config``, ``PRESETS``, the state, the losses (``critic_loss``,
-``actor_loss``, ``temperature_loss``), one gradient step (``learn_step``), ``update`` (one
+The file, top to bottom: ``Config``, ``PRESETS``, the state, ``update`` (one
 iteration: collect, then learn), ``act``, ``make_agent``, ``make_train``.
 
 One iteration steps each of ``num_envs`` envs ``num_steps`` times into the replay buffer
@@ -34,18 +33,16 @@ from rlzoo.core.agent import make_train as make_train_from_agent
 from rlzoo.core.evaluation import EVAL_METRICS
 from rlzoo.core.hparams import static, traced
 from rlzoo.core.off_policy import (
-    apply_gradients,
     box_action_space,
     build_agent,
     check_replay_config,
     collect_and_learn,
     replay_example,
-    twin_critic_loss,
+    soft_learn_step,
 )
 from rlzoo.core.off_policy import (  # re-exported: gradient steps per iteration
     gradient_steps_per_iteration as gradient_steps_per_iteration,
 )
-from rlzoo.core.reductions import polyak
 from rlzoo.data.replay import ReplayBuffer
 from rlzoo.envs import Environment, EpisodeStatistics, VectorEnv
 from rlzoo.nets import ActionBounds, QNetwork, TanhGaussianActor, sample_tanh_gaussian
@@ -154,98 +151,9 @@ def adam(cfg: Config) -> optax.GradientTransformation:
     return optax.adam(cfg.learning_rate)
 
 
-# ----------------------------------------------------------------------------- losses
-
-
-def critic_loss(
-    critic_params: Any,
-    nets: Networks,
-    state: TrainState,
-    batch: dict[str, jax.Array],
-    key: jax.Array,
-) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """Soft Bellman error: ``Q(s, a) -> r + discount * (min Q'(s', a') - alpha log pi(a'|s'))``."""
-    mean, log_std = nets.actor.apply(state.actor_params, batch["next_observations"])
-    next_action, next_log_prob = sample_tanh_gaussian(key, mean, log_std)
-    next_q = nets.critic.apply(
-        state.target_critic_params, batch["next_observations"], next_action
-    ).min(axis=0)
-    alpha = jnp.exp(state.log_alpha)
-    target = batch["rewards"] * state.config.reward_scale + batch["discounts"] * (
-        next_q - alpha * next_log_prob
-    )
-    q = nets.critic.apply(critic_params, batch["observations"], batch["actions"])
-    loss = twin_critic_loss(q, target)
-    return loss, {"loss/critic": loss, "value/q": q[0].mean()}
-
-
-def actor_loss(
-    actor_params: Any,
-    nets: Networks,
-    state: TrainState,
-    observations: jax.Array,
-    key: jax.Array,
-) -> tuple[jax.Array, jax.Array]:
-    """``alpha * log pi(a|s) - min Q(s, a)`` with ``a`` reparameterised; aux: log pi."""
-    mean, log_std = nets.actor.apply(actor_params, observations)
-    action, log_prob = sample_tanh_gaussian(key, mean, log_std)
-    q = nets.critic.apply(state.critic_params, observations, action).min(axis=0)
-    alpha = jnp.exp(state.log_alpha)
-    return jnp.mean(alpha * log_prob - q), log_prob
-
-
-def temperature_loss(
-    log_alpha: jax.Array, log_prob: jax.Array, target_entropy: jax.Array
-) -> jax.Array:
-    """``-log alpha * (log pi + target entropy)``: alpha grows while entropy is below target."""
-    return -jnp.mean(log_alpha * jax.lax.stop_gradient(log_prob + target_entropy))
-
-
 # ----------------------------------------------------------------------------- algorithm
-
-
-def learn_step(
-    nets: Networks, buffer: ReplayBuffer, state: TrainState, key: jax.Array
-) -> tuple[TrainState, dict[str, jax.Array]]:
-    """One gradient step of the critics, then the actor and the temperature."""
-    cfg = state.config
-    tx = adam(cfg)
-    sample_key, critic_key, actor_key = jax.random.split(key, 3)
-    batch = buffer.sample(state.replay, sample_key, cfg.batch_size, cfg.n_step, cfg.gamma)
-
-    grads, metrics = jax.grad(critic_loss, has_aux=True)(
-        state.critic_params, nets, state, batch, critic_key
-    )
-    critic_params, critic_opt = apply_gradients(tx, grads, state.critic_params, state.critic_opt)
-    state = state.replace(critic_params=critic_params, critic_opt=critic_opt)
-
-    (loss, log_prob), grads = jax.value_and_grad(actor_loss, has_aux=True)(
-        state.actor_params, nets, state, batch["observations"], actor_key
-    )
-    actor_params, actor_opt = apply_gradients(tx, grads, state.actor_params, state.actor_opt)
-
-    target_entropy = cfg.target_entropy_scale * nets.action_dim
-    alpha_loss, alpha_grad = jax.value_and_grad(temperature_loss)(
-        state.log_alpha, log_prob, target_entropy
-    )
-    log_alpha, alpha_opt = apply_gradients(tx, alpha_grad, state.log_alpha, state.alpha_opt)
-
-    state = state.replace(
-        actor_params=actor_params,
-        actor_opt=actor_opt,
-        log_alpha=log_alpha,
-        alpha_opt=alpha_opt,
-        target_critic_params=polyak(state.target_critic_params, critic_params, cfg.tau),
-    )
-    metrics.update(
-        {
-            "loss/actor": loss,
-            "loss/temperature": alpha_loss,
-            "policy/entropy": -log_prob.mean(),
-            "policy/alpha": jnp.exp(log_alpha),
-        }
-    )
-    return state, metrics
+# The losses and one gradient step (critics, then actor and temperature) are
+# ``rlzoo.core.off_policy.soft_learn_step``, shared with DSRL's latent-noise SAC.
 
 
 def update(
@@ -271,7 +179,7 @@ def update(
         buffer,
         bounds,
         explore,
-        lambda s, k: learn_step(nets, buffer, s, k),
+        lambda s, k: soft_learn_step(nets, buffer, nets.action_dim, s, k),
         LEARNED,
         state,
     )
