@@ -2,10 +2,27 @@
 
 import contextlib
 import os
+import shutil
 import signal
+import tempfile
 from pathlib import Path
 
 import pytest
+
+# One persistent compilation cache for the whole session: both xdist workers and every
+# subprocess a test starts (``rlzoo.train``, ``rlzoo.sweep``, resumed runs) inherit these
+# variables, so a program compiled once is loaded afterwards instead of compiled again.
+# JAX reads them when it is imported. The cache is fresh per session and removed after it.
+_OWN_CACHE = "JAX_COMPILATION_CACHE_DIR" not in os.environ
+if _OWN_CACHE:
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="rlzoo-test-jax-cache-")
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+
+
+def pytest_sessionfinish(session):
+    if _OWN_CACHE:
+        shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
 
 
 def _children(pid: int) -> list[int]:

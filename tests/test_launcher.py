@@ -467,17 +467,23 @@ def test_fault_injection_kill_anywhere_then_resume_is_bit_identical(tmp_path, se
         "checkpoint_in_flight": "checkpoint_in_flight@8",
         "final_evaluation": "final_evaluation@20",
     }
-    procs = {"whole": cli(*flags, f"--run_dir={tmp_path / 'whole'}")}
-    for name, point in points.items():
-        procs[name] = cli(*flags, f"--run_dir={tmp_path / name}", env={"RLZOO_FAILPOINT": point})
+    # The whole run first: it fills the session's compile cache, which the killed runs and
+    # their resumes (started side by side) then load from.
+    out, _ = (whole := cli(*flags, f"--run_dir={tmp_path / 'whole'}")).communicate(timeout=300)
+    assert whole.returncode == 0, out
+    procs = {
+        name: cli(*flags, f"--run_dir={tmp_path / name}", env={"RLZOO_FAILPOINT": point})
+        for name, point in points.items()
+    }
     for name, proc in procs.items():
         out, _ = proc.communicate(timeout=300)
-        assert proc.returncode == (0 if name == "whole" else -signal.SIGKILL), (name, out)
+        assert proc.returncode == -signal.SIGKILL, (name, out)
+        assert not (tmp_path / name / "summary.json").exists()
     reference = json.loads((tmp_path / "whole" / "summary.json").read_text())
     reference_params = final_params(tmp_path / "whole")
-    for name in points:
-        assert not (tmp_path / name / "summary.json").exists()
-        out, _ = cli("--resume", f"--run_dir={tmp_path / name}").communicate(timeout=300)
+    resumed = {name: cli("--resume", f"--run_dir={tmp_path / name}") for name in points}
+    for name, proc in resumed.items():
+        out, _ = proc.communicate(timeout=300)
         summary = json.loads((tmp_path / name / "summary.json").read_text())
         assert summary["final_eval_per_seed"] == reference["final_eval_per_seed"], (name, out)
         params = final_params(tmp_path / name)
