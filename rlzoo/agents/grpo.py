@@ -22,6 +22,25 @@ scratch.
 
 DAPO dynamic sampling keeps shapes fixed: groups whose rewards are all equal are masked out
 of the loss, and ``rollout/effective_groups`` reports the share that remained.
+
+Partial rollouts (``partial_rollout_tokens = K > 0``; Kimi k1.5's "partial rollouts", one
+of the off-policy settings BAPO targets): the ``num_prompts x group_size`` completion slots live in
+the state (:class:`PartialRollouts`: prompt, tokens so far, position, per-token behaviour
+log-probs; slot ``i`` belongs to group ``i // group_size``). Each iteration (1) refills
+with fresh prompts the groups that entered the loss last iteration, (2) writes at most
+``K`` new tokens into every unfinished slot with the behaviour policy of this iteration
+(:func:`continue_completions`; a slot that ended waits for its group), storing for each
+new token the log-prob of the policy that sampled it, so one completion's tokens come from
+several policies and the ratio of each token is to its own sampler; (3) a slot is complete
+at ``EOS`` or at the completion budget, and a group enters the loss (verifier,
+group-relative advantages over its G completions) only once all G are complete; the
+others are masked out and carried on. It composes with ``staleness`` (each piece is
+sampled by the policy from ``staleness`` updates ago), not with ``advantage="bnpo"`` (its
+normaliser spans every group of the batch, finished or not). Unlike Kimi k1.5, which keeps
+unfinished trajectories in a replay buffer fed by asynchronous workers and may leave earlier
+segments out of the loss, here the slots stay in place (static shapes, one synchronous
+program; a finished slot idles until its group is complete) and every token of a finished
+group enters the loss, weighted by the ratio to the policy that sampled it.
 """
 
 from __future__ import annotations
@@ -40,6 +59,7 @@ from rlzoo.core import objectives as obj
 from rlzoo.core.agent import Agent
 from rlzoo.core.agent import make_train as make_train_from_agent
 from rlzoo.core.hparams import static, traced
+from rlzoo.core.reductions import masked_mean
 from rlzoo.core.token_eval import (
     TOKEN_EVAL_METRICS,
     evaluate_heldout,
@@ -48,7 +68,7 @@ from rlzoo.core.token_eval import (
 )
 from rlzoo.envs import Environment
 from rlzoo.envs.tokens import EOS, PAD, TokenTask, completion_lengths, completion_mask, token_task
-from rlzoo.nets.transformer import Transformer, completion_log_probs, sample
+from rlzoo.nets.transformer import Transformer, check_context, completion_log_probs, sample
 
 
 @struct.dataclass
@@ -89,6 +109,14 @@ class Config:
         2, "Overlong ramp over the budget's last tokens (needs the env's extra_length >= it)."
     )
     staleness: int = static(0, "Sample with the policy from this many updates ago.")
+    partial_rollout_tokens: int = static(
+        0,
+        "Partial rollouts: at most this many new tokens per completion per iteration (0: off, "
+        "whole completions; else below the completion length). Unfinished completions are "
+        "carried to the next iteration and continued by the then-current behaviour policy; a "
+        "group enters the loss once all its G completions have ended (EOS or max length), "
+        "and its slots then get fresh prompts.",
+    )
     total_steps: int = static(4_096, "Budget per seed, in sampled completions.")
     num_prompts: int = static(16, "Prompts per iteration.")
     group_size: int = static(8, "Completions per prompt (G).")
@@ -119,10 +147,12 @@ METRICS = {
     "policy/rho": "BAPO's positive-contribution share at the bounds used",
     "policy/ratio": "mean importance ratio pi / behaviour over tokens",
     "policy/grad_norm": "global gradient norm before clipping",
-    "rollout/reward": "mean reward of the sampled completions",
+    "rollout/reward": "mean reward of the sampled completions (partial: complete groups)",
     "rollout/solved": "share of sampled training completions that are exactly right",
     "rollout/response_length": "mean completion length in tokens (EOS included)",
     "rollout/effective_groups": "share of groups with signal (not all rewards equal)",
+    "rollout/complete_groups": "partial rollouts: share of groups complete, in the loss",
+    "rollout/carried_tokens": "partial rollouts: share of loss tokens from earlier iterations",
     **TOKEN_EVAL_METRICS,
 }
 
@@ -162,9 +192,20 @@ class TrainState:
     opt_state: Any
     history: Any  # [staleness, ...] earlier params, oldest first (None when staleness = 0)
     reference: Any  # the KL reference when no base policy is given as data, else None
+    partial: Any  # PartialRollouts carried between iterations (None when partial rollouts off)
     key: jax.Array
     iteration: jax.Array
     config: Config
+
+
+@struct.dataclass
+class PartialRollouts:
+    """The completion slots of partial rollouts, ``[B = num_prompts x group_size]`` first."""
+
+    prompts: jax.Array  # [B, P] the slot's prompt (group members adjacent)
+    completions: jax.Array  # [B, N] tokens so far, PAD from ``position`` on
+    behaviour_log_probs: jax.Array  # [B, N] log-prob under the policy that sampled it
+    position: jax.Array  # [B] int32 tokens written so far (where the next piece starts)
 
 
 @struct.dataclass
@@ -199,6 +240,17 @@ def check_config(config: Config) -> None:
             raise ValueError(f"{name} must be >= 1, got {getattr(config, name)}")
     if config.staleness < 0:
         raise ValueError(f"staleness must be >= 0, got {config.staleness}")
+    if config.partial_rollout_tokens < 0:
+        raise ValueError(
+            f"partial_rollout_tokens must be >= 0, got {config.partial_rollout_tokens}; "
+            "use 0 to turn partial rollouts off, or a per-iteration budget of new tokens."
+        )
+    if config.partial_rollout_tokens and config.advantage == "bnpo":
+        raise ValueError(
+            "advantage='bnpo' fits its Beta normaliser over every group of the batch, and with "
+            "partial_rollout_tokens > 0 the batch holds unfinished groups; use grpo, dr_grpo "
+            "or rloo with partial rollouts, or partial_rollout_tokens=0 with bnpo."
+        )
     batch = config.num_prompts * config.group_size
     if batch % config.num_minibatches:
         raise ValueError(
@@ -226,16 +278,13 @@ def compute_loss(params, model: Transformer, cfg: Config, batch: Batch):
     )  # fmt: skip
 
 
-def rollout(model: Transformer, task: TokenTask, cfg: Config, params, reference, key):
-    """Sample, score and build the learning batch (advantages, masks, log-probs)."""
-    prompt_key, sample_key = jax.random.split(key)
-    prompts = task.prompts(prompt_key, cfg.num_prompts, "train")
-    prompts = jnp.repeat(prompts, cfg.group_size, axis=0)  # group members adjacent
+def score_batch(task: TokenTask, cfg: Config, prompts, completions, behaviour, ref, ready=None):
+    """Score completions and build the learning batch (advantages, masks, log-probs).
+
+    ``ready [num_prompts]`` (partial rollouts): the groups whose G completions are all
+    complete; only they enter the loss and the rollout statistics. ``None``: every group.
+    """
     n = task.completion_length
-    completions, _ = sample(model, params, prompts, sample_key, n, cfg.temperature, EOS, PAD)
-    # Behaviour log-probs from the same full forward pass that training uses.
-    behaviour, _ = completion_log_probs(model, params, prompts, completions, cfg.temperature)
-    ref, _ = completion_log_probs(model, reference, prompts, completions, cfg.temperature)
     rewards = task.score(prompts, completions)
     lengths = completion_lengths(completions)
     if cfg.overlong_penalty:
@@ -244,6 +293,8 @@ def rollout(model: Transformer, task: TokenTask, cfg: Config, params, reference,
     advantages = ga.group_advantages(grouped, cfg.advantage).reshape(-1)
     informative = ga.informative_groups(grouped)
     keep = jnp.repeat(informative, cfg.group_size) if cfg.dynamic_sampling else True
+    if ready is not None:
+        keep = keep & jnp.repeat(ready, cfg.group_size)
     mask = completion_mask(completions) & jnp.reshape(keep, (-1, 1))
     batch = Batch(
         prompts,
@@ -253,13 +304,122 @@ def rollout(model: Transformer, task: TokenTask, cfg: Config, params, reference,
         jax.lax.stop_gradient(behaviour),
         jax.lax.stop_gradient(ref),
     )
-    stats = {
-        "rollout/reward": rewards.mean(),
-        "rollout/solved": task.solved(prompts, completions).mean(),
-        "rollout/response_length": lengths.mean().astype(jnp.float32),
-        "rollout/effective_groups": informative.mean(),
+    solved = task.solved(prompts, completions)
+    if ready is None:
+        return batch, {
+            "rollout/reward": rewards.mean(),
+            "rollout/solved": solved.mean(),
+            "rollout/response_length": lengths.mean().astype(jnp.float32),
+            "rollout/effective_groups": informative.mean(),
+        }
+    members = jnp.repeat(ready, cfg.group_size)
+    return batch, {
+        "rollout/reward": masked_mean(rewards, members),
+        "rollout/solved": masked_mean(solved, members),
+        "rollout/response_length": masked_mean(lengths.astype(jnp.float32), members),
+        "rollout/effective_groups": masked_mean(informative, ready),
+        "rollout/complete_groups": ready.mean(),
     }
-    return batch, stats
+
+
+def rollout(model: Transformer, task: TokenTask, cfg: Config, params, reference, key):
+    """Sample whole completions, score them and build the learning batch."""
+    prompt_key, sample_key = jax.random.split(key)
+    prompts = task.prompts(prompt_key, cfg.num_prompts, "train")
+    prompts = jnp.repeat(prompts, cfg.group_size, axis=0)  # group members adjacent
+    n = task.completion_length
+    completions, _ = sample(model, params, prompts, sample_key, n, cfg.temperature, EOS, PAD)
+    # Behaviour log-probs from the same full forward pass that training uses.
+    behaviour, _ = completion_log_probs(model, params, prompts, completions, cfg.temperature)
+    ref, _ = completion_log_probs(model, reference, prompts, completions, cfg.temperature)
+    return score_batch(task, cfg, prompts, completions, behaviour, ref)
+
+
+# ------------------------------------------------------------------ partial rollouts
+
+
+def continue_completions(
+    model: Transformer, params, prompts, completions, start, stop, key, temperature=1.0
+):
+    """Write tokens ``start <= t < stop`` of each of ``completions [B, N]``, with the KV cache.
+
+    The cache takes the prompt in one call, then a scan over the N completion positions
+    feeds the stored token outside ``[start, stop)`` (the carried prefix, or PAD) and a
+    sampled one inside it (PAD after an ``EOS``). Step ``t`` draws with the ``t``-th key of
+    ``split(key, N)`` for the whole batch, as :func:`rlzoo.nets.transformer.sample` does:
+    with the same params and key, a completion written in pieces equals the one ``sample``
+    writes in one go. Returns ``(completions, written [B, N] bool)``.
+    """
+    b, n = completions.shape
+    check_context(model, prompts.shape[1], n)
+    logits, cache = model.apply(params, prompts, model.empty_cache(b), 0)
+    steps = jnp.arange(n)
+    written = (steps >= start[:, None]) & (steps < stop[:, None])
+
+    def step(carry, inputs):
+        logits, cache, finished = carry
+        key, position, stored, fresh = inputs
+        drawn = jax.random.categorical(key, jax.nn.log_softmax(logits / temperature, axis=-1))
+        token = jnp.where(fresh, jnp.where(finished, PAD, drawn), stored)
+        next_logits, cache = model.apply(params, token[:, None], cache, position)
+        return (next_logits[:, 0], cache, finished | (token == EOS)), token
+
+    carry = (logits[:, -1], cache, jnp.zeros((b,), bool))
+    inputs = (jax.random.split(key, n), prompts.shape[1] + steps, completions.T, written.T)
+    _, tokens = jax.lax.scan(step, carry, inputs)
+    return tokens.T.astype(completions.dtype), written
+
+
+def empty_partial_rollouts(task: TokenTask, cfg: Config) -> PartialRollouts:
+    """Every slot marked complete (at the budget), so the first iteration refills them all."""
+    b, n = cfg.num_prompts * cfg.group_size, task.completion_length
+    return PartialRollouts(
+        prompts=jnp.full((b, task.prompt_length), PAD, jnp.int32),
+        completions=jnp.full((b, n), PAD, jnp.int32),
+        behaviour_log_probs=jnp.zeros((b, n), jnp.float32),
+        position=jnp.full((b,), n, jnp.int32),
+    )
+
+
+def complete_groups(pool: PartialRollouts, cfg: Config) -> jax.Array:
+    """``[num_prompts]`` bool: every member ended (an ``EOS`` written, or the budget reached)."""
+    done = jnp.any(pool.completions == EOS, axis=-1) | (pool.position >= pool.completions.shape[1])
+    return jnp.all(done.reshape(cfg.num_prompts, cfg.group_size), axis=-1)
+
+
+def partial_rollout(model: Transformer, task: TokenTask, cfg: Config, params, reference, pool, key):
+    """Refill finished groups, write at most ``partial_rollout_tokens`` new tokens into every
+    unfinished slot, and build the batch of the groups that are now complete."""
+    prompt_key, sample_key = jax.random.split(key)
+    g, n = cfg.group_size, task.completion_length
+
+    # REFILL the groups that entered the loss last iteration with fresh prompts
+    refill = jnp.repeat(complete_groups(pool, cfg), g)
+    fresh = jnp.repeat(task.prompts(prompt_key, cfg.num_prompts, "train"), g, axis=0)
+    prompts = jnp.where(refill[:, None], fresh, pool.prompts)
+    carried = jnp.where(refill[:, None], PAD, pool.completions)
+    old_log_probs = jnp.where(refill[:, None], 0.0, pool.behaviour_log_probs)
+    start = jnp.where(refill, 0, pool.position)
+
+    # CONTINUE the unfinished slots (a slot that ended waits for the rest of its group)
+    ended = jnp.any(carried == EOS, axis=-1) | (start >= n)
+    stop = jnp.where(ended, start, jnp.minimum(start + cfg.partial_rollout_tokens, n))
+    completions, written = continue_completions(
+        model, params, prompts, carried, start, stop, sample_key, cfg.temperature
+    )
+    # Each new token keeps the log-prob of the policy that sampled it (the same full forward
+    # pass that training uses); carried tokens keep their older policies' log-probs.
+    new_log_probs, _ = completion_log_probs(model, params, prompts, completions, cfg.temperature)
+    behaviour = jnp.where(written, new_log_probs, old_log_probs)
+    pool = PartialRollouts(prompts, completions, behaviour, stop)
+
+    # SCORE the groups whose G completions are all complete
+    ready = complete_groups(pool, cfg)
+    ref, _ = completion_log_probs(model, reference, prompts, completions, cfg.temperature)
+    batch, stats = score_batch(task, cfg, prompts, completions, behaviour, ref, ready)
+    earlier = jnp.arange(n) < start[:, None]  # sampled in an earlier iteration
+    stats["rollout/carried_tokens"] = masked_mean(earlier, batch.mask)
+    return batch, pool, stats
 
 
 def update(model: Transformer, task: TokenTask, state: TrainState, data: Any = None):
@@ -270,7 +430,13 @@ def update(model: Transformer, task: TokenTask, state: TrainState, data: Any = N
 
     # SAMPLE with the behaviour policy (``staleness`` updates old) AND SCORE
     behaviour = gp.behaviour_params(state.params, state.history)
-    batch, stats = rollout(model, task, cfg, behaviour, reference, rollout_key)
+    if cfg.partial_rollout_tokens:
+        batch, partial, stats = partial_rollout(
+            model, task, cfg, behaviour, reference, state.partial, rollout_key
+        )
+    else:
+        batch, stats = rollout(model, task, cfg, behaviour, reference, rollout_key)
+        partial = None
 
     # EPOCHS OF MINIBATCH SGD
     params, opt_state, key, metrics = gp.minibatch_epochs(
@@ -284,6 +450,7 @@ def update(model: Transformer, task: TokenTask, state: TrainState, data: Any = N
         params=params,
         opt_state=opt_state,
         history=history,
+        partial=partial,
         key=key,
         iteration=state.iteration + 1,
     )
@@ -311,6 +478,13 @@ def make_agent(config: Config, env: Environment, env_params: Any = None) -> Agen
             f"{task.extra_length} tokens beyond its answer, so right answers would be "
             "penalised; make the env with extra_length >= overlong_cache."
         )
+    n = task.completion_length
+    if config.partial_rollout_tokens >= n:
+        raise ValueError(
+            f"partial_rollout_tokens = {config.partial_rollout_tokens} is not partial: "
+            f"completions of {env.id} are at most {n} tokens long; use 1 to {n - 1} new tokens "
+            "per iteration, or 0 to turn partial rollouts off."
+        )
     model = make_token_model(config, task)
 
     def init(key: jax.Array, cfg: Config = config, data: Any = None) -> TrainState:
@@ -337,6 +511,7 @@ def make_agent(config: Config, env: Environment, env_params: Any = None) -> Agen
             opt_state=make_optimizer(cfg).init(params),
             history=history,
             reference=reference,
+            partial=empty_partial_rollouts(task, cfg) if cfg.partial_rollout_tokens else None,
             key=key,
             iteration=jnp.zeros((), jnp.int32),
             config=cfg,
