@@ -4,7 +4,10 @@
 2. The compile cache: the main command (8-seed PPO, CartPole-v1, 5e5 env steps per seed)
    launched with an empty ``--compile_cache_dir`` and then again with the same one, in
    pairs; whole-process wall (spawn to exit), compile and training seconds from
-   ``summary.json``, and what is left outside import, compile and training.
+   ``summary.json``, and what is left outside import, compile and training, split into
+   building the env (which imports its library, gymnax), making the initial state (the
+   init program's compile, or its load from the cache, and its run) and the rest
+   (interpreter start, flags, the run directory's files, exit).
 3. Seeds: 8 seeds vs 1 seed, whole process, compile cache off, in pairs.
 
     python experiments/launch_overhead.py [--pairs=2]
@@ -54,11 +57,18 @@ def launch(run_dir: Path, *flags: str) -> dict:
     }
 
 
+def split(entry: dict) -> str:
+    """Three cells: env build, initial state, and the rest of the time outside."""
+    build, init = entry["build_seconds"], entry["init_seconds"]
+    rest = entry["outside_import_compile_training"] - build - init
+    return f"{build:.1f} | {init:.1f} | {rest:.1f}"
+
+
 def table(imported: float, cache_pairs: list[dict], seed_pairs: list[dict]) -> str:
     lines = [
         "| launch | whole process (s) | compile (s) | training (s) | outside import, compile "
-        "and training (s) | ratio |",
-        "|---|---|---|---|---|---|",
+        "and training (s) | of which: env build (s) | initial state (s) | the rest (s) | ratio |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for i, pair in enumerate(cache_pairs):
         for name in ("first", "second"):
@@ -69,7 +79,7 @@ def table(imported: float, cache_pairs: list[dict], seed_pairs: list[dict]) -> s
             lines.append(
                 f"| pair {i}, {name} launch, 8 seeds | {e['wall_seconds']:.1f} | "
                 f"{e['compile_seconds']:.1f} | {e['train_seconds_after_compile']:.1f} | "
-                f"{e['outside_import_compile_training']:.1f} | {ratio} |"
+                f"{e['outside_import_compile_training']:.1f} | {split(e)} | {ratio} |"
             )
     for i, pair in enumerate(seed_pairs):
         for name, label in (("one_seed", "1 seed"), ("eight_seeds", "8 seeds")):
@@ -84,7 +94,8 @@ def table(imported: float, cache_pairs: list[dict], seed_pairs: list[dict]) -> s
             lines.append(
                 f"| pair {i}, {label}, no compile cache | {e['wall_seconds']:.1f} | "
                 f"{e['compile_seconds']:.1f} | {e['train_seconds_after_compile']:.1f} | "
-                f"{outside:.1f} | {ratio} |"
+                f"{outside:.1f} | {split(dict(e, outside_import_compile_training=outside))} "
+                f"| {ratio} |"
             )
     return (
         f"`import rlzoo.train`: {imported:.2f} s (median of 5). The job: PPO on gymnax "

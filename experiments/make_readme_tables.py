@@ -24,6 +24,8 @@ def block(name: str) -> str:
         f"{data['date'][:10]}, jax {data['versions']['jax']}; "
         f"raw numbers: `experiments/results/{name}.json`"
     )
+    if "rerun_command" in data:  # the script's flags changed since; the same run today
+        source += f"; the same run with today's script: `{data['rerun_command']}`"
     return f"{data['table']}\n\nProduced by {source}."
 
 

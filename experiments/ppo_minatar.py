@@ -1,14 +1,15 @@
 """PPO on MinAtar games, 8 seeds in one program each, next to the random-action ceiling.
 
-For each game: ``python -m rlzoo.train --env=gymnax/<game> --num_seeds=8
---total_steps=N`` with the MinAtar preset and ``--torso`` (``flat_mlp``: separate actor
-and critic MLPs of ``--hidden_sizes`` on the flattened image; ``cnn``: the preset's
-shared CNN). Records the final deterministic evaluation per seed (mean, IQM with its 95%
-bootstrap interval over seeds, minimum), the training env steps/s (training chunks
-only) and the same env's random-action steps/s at the same vmapped shape, measured in
-this script.
+For each game: ``python -m rlzoo.train --env=gymnax/<game>-MinAtar --num_seeds=8
+--total_steps=N`` with the shipped MinAtar preset (``ppo.PRESETS["gymnax/minatar"]``),
+or with the preset changed by ``--set=field=value,...`` (for example
+``--set=torso=cnn,hidden_sizes=(64,),learning_rate=5e-4``, the shape it replaced).
+Records the final deterministic evaluation per seed (mean, IQM with its 95% bootstrap
+interval over seeds, minimum), the training env steps/s (training chunks only) and the
+same env's random-action steps/s at the same vmapped shape, measured in this script.
 
     python experiments/ppo_minatar.py [--games=Breakout,SpaceInvaders] [--total_steps=2000000]
+        [--set=...] [--record_name=...]
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from pathlib import Path
 
 from common import PYTHON, ROOT, record, train_cli
 
+from rlzoo.agents import ppo
 from rlzoo.analysis.stats import aggregate_intervals
+from rlzoo.sweep import split_top_level
 
 NUM_ENVS, NUM_STEPS, NUM_SEEDS = 64, 128, 8  # the preset's rollout shape
 
@@ -44,9 +47,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--games", default="Breakout,SpaceInvaders")
     parser.add_argument("--total_steps", type=int, default=2_000_000)
-    parser.add_argument("--torso", default="flat_mlp", choices=["flat_mlp", "cnn"])
-    parser.add_argument("--hidden_sizes", default="64,64")
-    parser.add_argument("--activation", default="tanh")
+    parser.add_argument("--set", default="", help="preset changes: field=value,...")
+    parser.add_argument("--record_name", default="", help="default: ppo_minatar_<steps>")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     rows = []
@@ -54,14 +56,9 @@ def main() -> None:
         env_id = f"gymnax/{game}-MinAtar"
         flags = [
             "--agent=ppo", f"--env={env_id}", f"--num_seeds={NUM_SEEDS}", f"--seed={args.seed}",
-            f"--total_steps={args.total_steps}", f"--config.torso={args.torso}",
-            "--tensorboard=false",
+            f"--total_steps={args.total_steps}", "--tensorboard=false",
         ]  # fmt: skip
-        if args.torso == "flat_mlp":
-            flags += [
-                f"--config.hidden_sizes=({args.hidden_sizes})",
-                f"--config.activation={args.activation}",
-            ]
+        flags += [f"--config.{change}" for change in split_top_level(args.set)]
         with tempfile.TemporaryDirectory() as tmp:
             summary, wall = train_cli(Path(tmp) / "run", *flags)
         scores = summary["final_eval_per_seed"]["eval/deterministic_return"]
@@ -97,9 +94,12 @@ def main() -> None:
             f"{r['train_env_steps_per_second']:,.0f} | {r['ceiling_env_steps_per_second']:,.0f} "
             f"| {r['process_wall_seconds']:.0f} |"
         )
-    torso = args.torso + (f" {args.hidden_sizes} {args.activation}" if args.torso != "cnn" else "")
-    table = f"PPO, {NUM_SEEDS} seeds per game, torso {torso}.\n\n" + "\n".join(lines)
-    record(f"ppo_minatar_{args.torso}_{args.total_steps}", {"rows": rows, "table": table})
+    preset = ppo.PRESETS["gymnax/minatar"]
+    shape = ", ".join(f"{k}={v}" for k, v in preset.items() if k != "total_steps")
+    changed = f"; changed: {args.set}" if args.set else ""
+    table = f"PPO, {NUM_SEEDS} seeds per game; preset {shape}{changed}.\n\n" + "\n".join(lines)
+    name = args.record_name or f"ppo_minatar_{args.total_steps}"
+    record(name, {"rows": rows, "preset": preset, "changes": args.set, "table": table})
     print(table)
 
 

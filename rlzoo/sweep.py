@@ -68,7 +68,7 @@ class Dimension:
         return float(math.exp(rng.uniform(math.log(low), math.log(high))))
 
 
-def _split_top_level(text: str) -> list[str]:
+def split_top_level(text: str) -> list[str]:
     """Split on commas that are not inside brackets: ``(64,64),(32,32)`` -> two items."""
     items, depth, current = [], 0, ""
     for char in text:
@@ -99,7 +99,7 @@ def parse_dimension(config_cls: type, name: str, text: str) -> Dimension:
         if not low < high or (match.group(1) == "loguniform" and low <= 0):
             raise ValueError(f"--sweep.{name}: bad range in {text!r} (need 0 < low < high)")
         return Dimension(name, distribution=(match.group(1), low, high))
-    items = _split_top_level(text)
+    items = split_top_level(text)
     if not items:
         raise ValueError(f"--sweep.{name} is empty; give values like --sweep.{name}=a,b,c")
     return Dimension(

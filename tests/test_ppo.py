@@ -115,7 +115,7 @@ def test_short_cartpole_run_clearly_learns(cartpole):
         ("gymnax/Breakout-MinAtar", dict(num_envs=4, num_steps=8, num_minibatches=2)),
         (
             "gymnax/Breakout-MinAtar",
-            dict(num_envs=4, num_steps=8, num_minibatches=2, torso="flat_mlp", hidden_sizes=(16,)),
+            dict(num_envs=4, num_steps=8, num_minibatches=2, torso="cnn", hidden_sizes=(16,)),
         ),
         ("brax/inverted_pendulum", dict(num_envs=8, num_steps=8, num_minibatches=2)),
     ],
