@@ -7,7 +7,9 @@ transitions; the speed does not depend on the values) and the networks are the p
 (256, 256). One timed call is ``--updates`` gradient steps of every seed in one jitted,
 vmapped ``update`` (compiled beforehand; best of ``--repeats``). The last column is the
 wall time 1e6 updates per seed would take at that rate (an extrapolation, not a run).
-A float32 matmul probe in the same process bounds what the machine can do.
+The update is compute-bound, so it is also given as FLOPs per update (XLA's count of one
+update, from ``diffusion_offline_speed.flops_per_step``) times updates per second, next to a
+jitted ``[256, 256] @ [256, 256]`` matmul (one layer's shape) measured in the same process.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import argparse
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from common import record
 
@@ -48,15 +49,6 @@ def synthetic_dataset(n: int) -> dict[str, np.ndarray]:
     }
 
 
-def matmul_gflops(size: int = 256, repeats: int = 200) -> float:
-    a = jnp.ones((size, size), jnp.float32)
-    f = jax.jit(lambda a: jax.lax.fori_loop(0, repeats, lambda _, x: (x @ a) * 1e-3, a))
-    f(a).block_until_ready()
-    start = time.perf_counter()
-    f(a).block_until_ready()
-    return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", default="1,8,32")
@@ -64,11 +56,15 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--transitions", type=int, default=200_000)
     args = parser.parse_args()
+    # Here, not at the top: that module imports this one's HopperShapes.
+    from diffusion_offline_speed import flops_per_step, matmul_gflops
+
     env = HopperShapes()
     data = jax.device_put(synthetic_dataset(args.transitions))
     config = td3_bc.Config(total_steps=args.updates, updates_per_iteration=args.updates)
     agent = td3_bc.make_agent(config, env)
-    gflops = matmul_gflops()
+    gflops = matmul_gflops(256)
+    flops = flops_per_step(td3_bc, config, data)
     print(f"device: {jax.devices()[0].device_kind}; matmul 256x256: {gflops:.0f} GFLOP/s")
     results = []
     for seeds in (int(s) for s in args.seeds.split(",")):
@@ -88,10 +84,37 @@ def main() -> None:
             f"updates/s in all; 1e6 updates/seed would take {1e6 / per_seed / 60:.1f} min "
             f"(critic loss {float(np.mean(metrics['loss/critic'])):.3f})"
         )
-        results.append({"seeds": seeds, "updates_per_second_per_seed": per_seed})
+        results.append(
+            {
+                "seeds": seeds,
+                "updates_per_second_per_seed": per_seed,
+                "gflops_per_second": flops * per_seed * seeds / 1e9,
+                "hours_for_1e6_updates_per_seed": 1e6 / per_seed / 3600,
+            }
+        )
+    lines = [
+        f"TD3+BC at batch 256, networks (256, 256), {flops / 1e6:.1f} MFLOP per update; "
+        f"matmul probe: {gflops:.0f} GFLOP/s.",
+        "",
+        "| seeds in one program | updates/s per seed | updates/s, all seeds | GFLOP/s | share of "
+        "the probe | 1e6 updates per seed would take (h) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['seeds']} | {r['updates_per_second_per_seed']:.0f} | "
+            f"{r['updates_per_second_per_seed'] * r['seeds']:.0f} | {r['gflops_per_second']:.1f} "
+            f"| {r['gflops_per_second'] / gflops:.0%} | {r['hours_for_1e6_updates_per_seed']:.1f} |"
+        )
     record(
         "offline_td3_bc_speed",
-        {"args": vars(args), "matmul_256_gflops": gflops, "results": results},
+        {
+            "args": vars(args),
+            "matmul_256_gflops": gflops,
+            "flops_per_update": flops,
+            "results": results,
+            "table": "\n".join(lines),
+        },
     )
 
 
