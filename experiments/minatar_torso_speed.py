@@ -4,13 +4,13 @@ For one MinAtar game, 8 seeds in one program with the shipped MinAtar preset (64
 128 steps, 4 epochs x 8 minibatches), in this process on one host device per core:
 
 * the env-only ceiling: the same vmapped env shape stepped with random actions;
-* PPO with ``torso=cnn`` (the preset: one 3x3 convolution, 16 channels, a 64-unit dense
+* PPO with ``torso=cnn`` (the former preset: one 3x3 convolution, 16 channels, a 64-unit dense
   layer, shared by actor and critic) and with ``torso=flat_mlp`` (separate actor and
   critic MLPs on the flattened 10 x 10 x C image, ``--hidden_sizes``), alternating, each
   ``--repeats`` times. Throughput counts training chunks only (``chunk_seconds`` of
   ``summary.json``), not compile or evaluation.
 
-This measures speed only; which torso learns better needs full-length runs.
+This measures speed only; what each torso learns: ``experiments/ppo_minatar.py``.
 
     python experiments/minatar_torso_speed.py [--env=gymnax/Breakout-MinAtar]
 """
@@ -41,6 +41,8 @@ def train(env_id: str, torso: str, hidden: tuple[int, ...], iterations: int, see
     overrides = {"torso": torso, "total_steps": total, "num_eval_episodes": 4}
     if torso == "flat_mlp":
         overrides |= {"hidden_sizes": hidden, "activation": "tanh"}
+    else:  # the CNN as the preset had it: one 64-unit dense layer after the convolution
+        overrides |= {"hidden_sizes": (64,)}
     with tempfile.TemporaryDirectory() as tmp:
         summary = run(
             RunSpec(

@@ -32,6 +32,8 @@ JOBS = {
         "--env=gymnax/Breakout-MinAtar", "--num_seeds=2", "--total_steps=16384",
         "--config.num_envs=16", "--config.num_steps=32", "--config.num_minibatches=4",
         "--config.num_eval_episodes=4",
+        # The MinAtar preset of the time (it is PureJaxRL's MLP now), pinned.
+        "--config.torso=cnn", "--config.hidden_sizes=(64,)", "--config.learning_rate=5e-4",
     ],
 }  # fmt: skip
 # Old metric name -> new one (the launcher's own keys are compared as they are).
