@@ -26,7 +26,10 @@ from rlzoo.agents import ppo
 from rlzoo.analysis.stats import aggregate_intervals
 from rlzoo.sweep import split_top_level
 
-NUM_ENVS, NUM_STEPS, NUM_SEEDS = 64, 128, 8  # the preset's rollout shape
+NUM_SEEDS = 8
+# The ceiling is stepped at the preset's rollout shape.
+NUM_ENVS = ppo.PRESETS["gymnax/minatar"]["num_envs"]
+NUM_STEPS = ppo.PRESETS["gymnax/minatar"]["num_steps"]
 
 
 def ceiling(env_id: str) -> float:

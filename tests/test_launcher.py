@@ -453,7 +453,7 @@ def final_params(run_dir):
 
 
 def test_fault_injection_kill_anywhere_then_resume_is_bit_identical(tmp_path, seed=5):
-    """SIGKILL at named points (and a timed kill mid-chunk), resume: same params, summary."""
+    """SIGKILL at named points, resume: the same params, summary and metric rows."""
     flags = [
         "--num_seeds=2",
         f"--seed={seed}",
