@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import rlzoo.envs as envs
+from rlzoo.core.evaluation import episode_limit
 from rlzoo.envs import (
     Box,
     ClipAction,
@@ -209,6 +210,7 @@ def test_gymnax_truncation_is_separate_from_termination():
 
     # Time limit of 3 steps, balanced actions: truncated at steps 3 and 6, never terminated.
     short = params.replace(max_steps_in_episode=3)
+    assert episode_limit(env, short) == 3 and episode_limit(env, params) == 500
     actions = jnp.array([0, 1, 0, 1, 0, 1, 0], jnp.int32)
     reset_obs, (obs, term, trunc, final) = run(jax.random.key(0), short, actions)
     np.testing.assert_array_equal(trunc, [0, 0, 1, 0, 0, 1, 0])
@@ -246,6 +248,7 @@ def test_brax_inverted_pendulum_truncates_and_terminates_separately():
     assert env.id == "brax/inverted_pendulum"
     assert env.observation_space(params).shape == (4,)
     assert env.action_space(params) == Box(-1.0, 1.0, (1,))
+    assert episode_limit(env, params) == 5
 
     reset = jit(env.reset)
 
@@ -300,6 +303,7 @@ def test_brax_action_repeat_sums_reward_and_counts_physics_steps():
     np.testing.assert_allclose(r1, sum(rewards[:3]), rtol=1e-5)
     np.testing.assert_allclose(r2, sum(rewards[3:]), rtol=1e-5)
     assert not trunc1 and trunc2 and not term1 and not term2  # 6 physics steps = limit
+    assert episode_limit(env, None) == 2  # the evaluator's cap counts env steps
     np.testing.assert_allclose(info2["final_observation"], states[5], rtol=1e-5)
     np.testing.assert_allclose(obs2, [0.0, 0.0])
     assert int(state.time) == 0

@@ -53,6 +53,9 @@ class PointToOrigin(Environment):
     def action_space(self, params):
         return Box(-1.0, 1.0, (1,))
 
+    def max_episode_steps(self, params):
+        return self.episode_length
+
     def reset(self, key, params):
         position = jax.random.uniform(key, (1,), minval=-2.0, maxval=2.0)
         return position, PointState(position, jnp.zeros((), jnp.int32))

@@ -218,3 +218,101 @@ def test_pytree_observations_train_with_a_masked_policy_and_normalisation(cartpo
     assert float(metrics["policy/entropy"][0]) <= np.log(2.0) + 1e-4
     # A uniformly random CartPole policy lasts about 22 steps.
     assert float(evaluation["eval/deterministic_return"]) > 100.0
+
+
+# ----------------------------------------------------------------------------- MultiDiscrete
+
+
+def _log_softmax(x):
+    x = np.asarray(x, np.float64)
+    return x - x.max() - np.log(np.exp(x - x.max()).sum())
+
+
+def test_factorised_categorical_log_prob_and_entropy_are_sums_over_entries():
+    from rlzoo.nets.actor_critic import multi_categorical
+
+    nvec = (3, 1, 4)
+    logits = np.array(
+        [[0.5, -1.0, 2.0, 0.3, 1.0, -0.5, 0.0, 3.0], [-2.0, 0.0, 1.0, -4.0, 0.2, 0.1, -0.3, 0.4]],
+        np.float32,
+    )
+    actions = np.array([[2, 0, 3], [0, 0, 1]], np.int32)
+    # Entry 0 may not be 1, entry 2 may be only 1 or 3; the padded slot 3 of entry 0 is
+    # allowed here but lies out of range, so it must stay impossible.
+    mask = np.array([[True, False, True, True], [True] * 4, [False, True, False, True]])
+    masks = np.broadcast_to(mask, (2, 3, 4))
+    for entry_mask in (None, masks):
+        dist = multi_categorical(
+            jnp.asarray(logits), nvec, None if entry_mask is None else jnp.asarray(entry_mask)
+        )
+        expected_log_prob, expected_entropy = np.zeros(2), np.zeros(2)
+        for b in range(2):
+            start = 0
+            for i, n in enumerate(nvec):
+                entry = logits[b, start : start + n].astype(np.float64)
+                if entry_mask is not None:
+                    entry = np.where(entry_mask[b, i, :n], entry, -np.inf)
+                log_p = _log_softmax(entry)
+                expected_log_prob[b] += log_p[actions[b, i]]
+                p = np.exp(log_p)
+                expected_entropy[b] -= np.sum(p[p > 0] * log_p[p > 0])
+                start += n
+        np.testing.assert_allclose(dist.log_prob(jnp.asarray(actions)), expected_log_prob, 1e-5)
+        np.testing.assert_allclose(dist.entropy(), expected_entropy, 1e-5)
+    samples = np.asarray(dist.sample(seed=jax.random.key(0), sample_shape=(2048,)))
+    assert samples.shape == (2048, 2, 3) and samples.dtype == np.int32
+    assert np.all(np.take_along_axis(masks[None], samples[..., None], -1))  # never masked
+    assert np.all(samples < np.asarray(nvec))  # never a padded slot
+    np.testing.assert_array_equal(dist.mode(), [[2, 0, 3], [2, 0, 3]])
+
+
+class JointMaskedMultiDiscrete(envs.Wrapper):
+    """Spaces only: a MultiDiscrete(4, 10) action with a joint (4, 10) mask, as Tetris's."""
+
+    def observation_space(self, params):
+        state = self.env.observation_space(params)
+        return envs.Dict({"state": state, "action_mask": envs.Bool((4, 10))})
+
+    def action_space(self, params):
+        return envs.MultiDiscrete((4, 10))
+
+
+def test_a_joint_mask_and_bc_refuse_multi_discrete_in_one_line(cartpole):
+    from rlzoo.agents import bc
+
+    env = JointMaskedMultiDiscrete(cartpole[0])
+    with pytest.raises(ValueError, match=r"per-entry mask of shape \(2, 10\)") as err:
+        ppo.make_agent(TINY, env, cartpole[1])
+    assert "\n" not in str(err.value)
+    with pytest.raises(ValueError, match=r"PPO \(--agent=ppo\) trains MultiDiscrete") as err:
+        bc.make_agent(bc.Config(), env, cartpole[1])
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.skipif(not envs.SUITES["jumanji"].installed(), reason="needs jumanji")
+def test_a_multi_discrete_jumanji_env_trains_with_its_per_entry_mask():
+    """JobShop: 10 machines each pick a job (or no-op, 21 values), masked per machine."""
+    env_id = "jumanji/JobShop-v0"
+    env, params = envs.make(env_id)
+    assert env.action_space(params) == envs.MultiDiscrete((21,) * 10)
+    config = ppo.default_config(env_id).replace(
+        num_envs=4, num_steps=8, num_minibatches=2, num_epochs=2, hidden_sizes=(32,)
+    )
+    config = config.replace(total_steps=2 * config.num_envs * config.num_steps)
+    agent = ppo.make_agent(config, env, params)
+
+    @jax.jit
+    def train_and_act(key):
+        state, metrics = ppo.make_train(config, env, params)(key)
+        obs, _ = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(key, 8), params)
+        action = agent.act(ppo.policy_params(state), obs, key, False)
+        return state, metrics, obs["action_mask"], action
+
+    state, metrics, mask, action = train_and_act(jax.random.key(0))
+    assert metrics["loss/total"].shape == (2,)
+    assert all(bool(np.all(np.isfinite(v))) for v in metrics.values())
+    assert all(bool(np.all(np.isfinite(p))) for p in jax.tree.leaves(state.params))
+    assert action.shape == (8, 10) and not mask.all()
+    assert np.all(np.take_along_axis(np.asarray(mask), np.asarray(action)[..., None], -1))
+    # Masked: entropy below the unmasked 10 * log 21 (about 30.4).
+    assert float(metrics["policy/entropy"][0]) < 10 * np.log(21) - 1.0

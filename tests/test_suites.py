@@ -1,6 +1,7 @@
 """Tests for the optional suites' adapters (rlzoo.envs.suites): one parametrized check per
-installed suite, plus the lazy-import, listing and error-message checks, and a short PPO
-run on a masked-action suite.
+installed suite (spaces, truncation, final observations, group resets, masks, and the
+evaluator's episode cap against the suite's own time limit), plus the lazy-import,
+listing and error-message checks.
 
 Each suite compiles one program that rolls out 4 envs under ``vmap`` (2 groups of 2 that
 share their reset key, so the start states double as the group-reset check), with a short
@@ -24,7 +25,9 @@ import numpy as np
 import pytest
 
 import rlzoo.envs as envs
+from rlzoo.core.evaluation import episode_limit, run_episodes
 from rlzoo.envs import SUITES, Bool, Dict, Discrete, group_keys
+from rlzoo.envs.suites import adapter_class
 from rlzoo.nets.actor_critic import masked_logits
 
 pytestmark = pytest.mark.timeout(300)
@@ -93,8 +96,26 @@ def _rollouts(env, params, key):
     return jax.vmap(_rollout, in_axes=(None, None, 0, 0))(env, params, reset_keys, step_keys)
 
 
+def _evaluated_lengths(env, params, key, max_steps):
+    """Episode lengths of ``NUM_ENVS`` random-policy episodes under the shared evaluator."""
+    act_space = env.action_space(params)
+
+    def policy(obs, policy_key):
+        keys = jax.random.split(policy_key, NUM_ENVS)
+        return jax.vmap(_sample_action, in_axes=(0, None, 0))(keys, act_space, obs)
+
+    return run_episodes([key], env, params, [policy], NUM_ENVS, max_steps)[0]["length"]
+
+
 def _build_and_run(suite):
-    """(env, params, (short, long, start of the short run), seconds) for one suite."""
+    """(env, params, (short, long, start of the short run), seconds) for one suite.
+
+    For the suites whose limit is a constructor option, the short run also holds
+    ``eval_length``: its env's episodes under the evaluator, capped by ``episode_limit``.
+    The others skip it: its compile took 10 s (Craftax) and 7 s (Playground) more on 2
+    cores, and their limit differs from the built one only in ``params``, which
+    ``episode_limit`` is checked to read.
+    """
     env_id, limit_kw, in_params = CASES[suite]
     start = time.perf_counter()
     key = jax.random.key(0)
@@ -107,9 +128,12 @@ def _build_and_run(suite):
     else:  # the limit is static: two envs in one program
         env, params = envs.make(env_id, **{limit_kw: LIMIT})
         long_env, long_params = envs.make(env_id, **{limit_kw: 100})
+        cap = episode_limit(env, params)
 
         def run(key):
-            return _rollouts(env, params, key), _rollouts(long_env, long_params, key)[0]
+            short, groups = _rollouts(env, params, key)
+            short = {**short, "eval_length": _evaluated_lengths(env, params, key, cap)}
+            return (short, groups), _rollouts(long_env, long_params, key)[0]
 
         (short, groups), long = jax.jit(run).lower(key).compile(_FAST)(key)
     out = jax.device_get((short, long, groups))
@@ -119,6 +143,11 @@ def _build_and_run(suite):
 @pytest.fixture(scope="module")
 def all_suite_runs():
     """Every installed suite's run, two suites building at a time."""
+    # Imports first, one at a time: CPython 3.11.7's AST constructor is not thread-safe
+    # (gh-106905), and importing navix (wandb -> pydantic, which parses class sources)
+    # while the other thread traces raised "AST constructor recursion depth mismatch".
+    for suite in INSTALLED:
+        adapter_class(suite)
     with ThreadPoolExecutor(max_workers=2) as pool:
         return dict(zip(INSTALLED, pool.map(_build_and_run, INSTALLED), strict=True))
 
@@ -152,6 +181,28 @@ def test_a_time_limit_end_is_truncated_not_terminated(suite_run):
     np.testing.assert_array_equal(trunc, (short["length"] == LIMIT) & ~term)
     assert trunc.any(), f"{suite}: no episode reached the time limit of {LIMIT}"
     assert not long["truncated"].any()  # limit 100 is never reached in NUM_STEPS
+
+
+def test_the_evaluator_caps_episodes_at_the_suites_own_time_limit(suite_run):
+    """``episode_limit`` reads each suite's own limit (from ``params`` where it lives
+    there), through wrappers too; under that cap an evaluated episode runs to the limit."""
+    suite, env, params, (short, _, _), _ = suite_run
+    suites_own_limit = {
+        "jumanji": lambda: env.jumanji_env.time_limit - 1,  # built one past it: jumanji_env
+        "craftax": lambda: params.max_timesteps,
+        "xminigrid": lambda: params.max_steps,
+        "navix": lambda: env.navix_env.max_steps,
+        "playground": lambda: params.episode_length,
+    }[suite]()
+    assert int(suites_own_limit) == LIMIT
+    assert episode_limit(env, params) == LIMIT
+    assert episode_limit(envs.EpisodeStatistics(envs.VectorEnv(env, 2)), params) == LIMIT
+    in_params = CASES[suite][2]
+    assert ("eval_length" in short) == (not in_params)  # see _build_and_run
+    if not in_params:
+        lengths = short["eval_length"]
+        assert lengths.shape == (NUM_ENVS,) and lengths.min() >= 1
+        assert lengths.max() == LIMIT, f"{suite}: evaluated episode lengths {lengths}"
 
 
 def test_the_final_observation_survives_auto_reset(suite_run):

@@ -34,6 +34,7 @@ from rlzoo.envs import (
     ClipAction,
     Discrete,
     Environment,
+    MultiDiscrete,
     RunningMeanStd,
     init_running_stats,
     normalize,
@@ -189,7 +190,11 @@ def make_agent(config: Config, env: Environment, env_params: Any = None) -> Agen
     action_space = env.action_space(env_params)
     discrete = isinstance(action_space, Discrete)
     if not discrete and not isinstance(action_space, Box):
-        raise ValueError(f"BC needs a Discrete or Box action space, got {action_space!r}")
+        # The only MultiDiscrete envs (Jumanji's) have pytree observations, which BC's flat
+        # observation datasets cannot hold either.
+        multi = isinstance(action_space, MultiDiscrete)
+        hint = "; PPO (--agent=ppo) trains MultiDiscrete actions" if multi else ""
+        raise ValueError(f"BC needs a Discrete or Box action space, got {action_space!r}{hint}")
     network = Policy(
         action_dim=action_space.n if discrete else action_space.shape[0],
         discrete=discrete,

@@ -1,4 +1,4 @@
-"""Proximal Policy Optimisation (Schulman et al., 2017), discrete and continuous actions.
+"""Proximal Policy Optimisation (Schulman et al., 2017): discrete, multi-discrete and continuous.
 
     train = jax.jit(jax.vmap(ppo.make_train(ppo.Config(), env, env_params)))
     state, metrics = train(jax.random.split(jax.random.key(0), 8))
@@ -16,6 +16,11 @@ Playground's locomotion envs). Pytree ones are stored, shuffled and evaluated le
 (``jax.tree.map``); the torsos read their entries flattened and concatenated
 (``torsos.TreeMLP``), and an ``"action_mask"`` entry masks the categorical policy, so an
 invalid action is never sampled.
+
+``MultiDiscrete`` actions (Jumanji's JobShop, MMST, RubiksCube, ...) get one independent
+categorical per entry (``rlzoo.nets.actor_critic.multi_categorical``), masked by a
+per-entry ``action_mask``; a joint mask over whole action vectors is refused when the
+agent is built.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from rlzoo.envs import (
     Discrete,
     Environment,
     EpisodeStatistics,
+    MultiDiscrete,
     NormalizeObservation,
     NormalizeReward,
     VectorEnv,
@@ -50,6 +56,7 @@ from rlzoo.envs import (
     observation_statistics,
 )
 from rlzoo.nets import ActorCritic
+from rlzoo.nets.actor_critic import MASK_KEY, check_entry_mask
 from rlzoo.nets.torsos import observation_entries
 
 
@@ -449,15 +456,27 @@ def make_agent(config: Config, env: Environment, env_params: Any = None) -> Agen
     check_config(config)
     env_params = env.default_params if env_params is None else env_params
     action_space = env.action_space(env_params)
-    discrete = isinstance(action_space, Discrete)
-    if not discrete and not isinstance(action_space, Box):
-        raise ValueError(f"PPO needs a Discrete or Box action space, got {action_space!r}")
     obs_space = env.observation_space(env_params)
     obs_entries = observation_entries(obs_space) if isinstance(obs_space, Dict) else None
+    nvec = None
+    if isinstance(action_space, Discrete):
+        action_dim = action_space.n
+    elif isinstance(action_space, MultiDiscrete):
+        nvec, action_dim = action_space.nvec, sum(action_space.nvec)
+        if isinstance(obs_space, Dict) and MASK_KEY in dict(obs_space.spaces):
+            check_entry_mask(nvec, obs_space[MASK_KEY].shape)  # refused here, not at init
+    elif isinstance(action_space, Box):
+        action_dim = action_space.shape[0]
+    else:
+        raise ValueError(
+            f"PPO needs a Discrete, MultiDiscrete or Box action space, got {action_space!r}"
+        )
+    discrete = not isinstance(action_space, Box)
 
     network = ActorCritic(
-        action_dim=action_space.n if discrete else action_space.shape[0],
+        action_dim=action_dim,
         discrete=discrete,
+        action_nvec=nvec,
         torso=config.torso,
         hidden_sizes=config.hidden_sizes,
         value_hidden_sizes=config.value_hidden_sizes,

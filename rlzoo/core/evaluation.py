@@ -21,12 +21,10 @@ DEFAULT_MAX_EPISODE_STEPS = 100_000
 
 
 def episode_limit(env: Environment, env_params: Any) -> int:
-    """The env's own time limit (gymnax params or brax episode length), if it declares one."""
-    limit = getattr(env_params, "max_steps_in_episode", None)
-    while limit is None and env is not None:
-        limit = getattr(env, "episode_length", None)
-        env = getattr(env, "env", None)
-    return int(limit) if limit is not None else DEFAULT_MAX_EPISODE_STEPS
+    """The env's own time limit (``env.max_episode_steps(env_params)``: every adapter reads
+    its suite's), else :data:`DEFAULT_MAX_EPISODE_STEPS`. ``env_params`` must be concrete."""
+    limit = env.max_episode_steps(env_params)
+    return DEFAULT_MAX_EPISODE_STEPS if limit is None else int(limit)
 
 
 def run_episodes(

@@ -136,6 +136,10 @@ class BraxEnv(Environment):
         obs = jnp.asarray(brax_state.obs, jnp.float32)
         return obs, next_state, reward, terminated, truncated, info
 
+    def max_episode_steps(self, params: PyTree = None) -> int:
+        # ``time`` advances by action_repeat per step: truncation comes on this step.
+        return -(-self.episode_length // self.action_repeat)
+
     def observation_space(self, params: PyTree = None) -> Box:
         return self._observation_space
 

@@ -280,6 +280,13 @@ class Environment:
     def action_space(self, params: PyTree) -> Space:
         raise NotImplementedError
 
+    def max_episode_steps(self, params: PyTree) -> int | None:
+        """The time limit: the step at which an episode is truncated under ``params``, or
+        ``None`` when the env has none (its episodes end on their own). Each adapter reads
+        it from its suite (a field of ``params`` or a constructor option); the evaluator
+        caps its episodes with it (``rlzoo.core.evaluation.episode_limit``)."""
+        return None
+
 
 class Wrapper(Environment):
     """Forwards everything to the wrapped env; subclasses override what they change."""
@@ -306,6 +313,9 @@ class Wrapper(Environment):
 
     def action_space(self, params: PyTree) -> Space:
         return self.env.action_space(params)
+
+    def max_episode_steps(self, params: PyTree) -> int | None:
+        return self.env.max_episode_steps(params)
 
     @property
     def unwrapped(self) -> Environment:

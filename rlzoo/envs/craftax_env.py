@@ -71,6 +71,11 @@ class CraftaxEnv(Environment):
         )
         return obs, next_state, jnp.asarray(reward, jnp.float32), terminated, truncated, info
 
+    def max_episode_steps(self, params: PyTree) -> int:
+        # Craftax ends an episode once its step counter reaches params.max_timesteps.
+        params = self._default_params if params is None else params
+        return int(params.max_timesteps)
+
     def observation_space(self, params: PyTree) -> Box:
         return self._observation_space
 

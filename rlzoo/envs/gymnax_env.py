@@ -181,6 +181,11 @@ class GymnaxEnv(Environment):
             info,
         )
 
+    def max_episode_steps(self, params: PyTree) -> int | None:
+        params = self._default_params if params is None else params
+        limit = getattr(params, "max_steps_in_episode", None)
+        return None if limit is None else int(limit)
+
     def observation_space(self, params: PyTree) -> Box:
         return self._spaces_for(params)[1]  # type: ignore[return-value]
 

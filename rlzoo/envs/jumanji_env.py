@@ -152,6 +152,9 @@ class JumanjiEnv(Environment):
         reward = jnp.asarray(timestep.reward, jnp.float32)
         return obs, next_state, reward, terminated, truncated, info
 
+    def max_episode_steps(self, params: PyTree = None) -> int | None:
+        return self.time_limit  # the adapter's own truncation step; None: ends on its own
+
     def observation_space(self, params: PyTree = None) -> Space:
         return self._observation_space
 

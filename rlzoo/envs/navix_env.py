@@ -68,6 +68,9 @@ class NavixEnv(Environment):
         reward = jnp.asarray(stepped.reward, jnp.float32)
         return obs, next_state, reward, terminated, truncated, info
 
+    def max_episode_steps(self, params: PyTree = None) -> int:
+        return int(self._env.max_steps)  # Navix truncates at t >= max_steps
+
     def observation_space(self, params: PyTree = None) -> Box:
         return self._observation_space
 

@@ -134,6 +134,10 @@ class PlaygroundEnv(Environment):
         )
         return obs, next_state, reward, terminated, truncated, info
 
+    def max_episode_steps(self, params: PyTree = None) -> int:
+        # The limit step() uses: params' (traced, so it may differ from the built one).
+        return self.episode_length if params is None else int(params.episode_length)
+
     def observation_space(self, params: PyTree = None) -> Box | Dict:
         return self._observation_space
 

@@ -9,7 +9,9 @@ extra for a suite that is not installed need no import of the suite (seconds eac
 Every adapter does its own episode bookkeeping, as ``BraxEnv`` does: the suite's env is
 stepped without its auto-reset, ``terminated`` and ``truncated`` are read from the suite's
 own signals, and on either a fresh episode is started from the step's key while
-``info["final_observation"]`` keeps the observation the episode ended on.
+``info["final_observation"]`` keeps the observation the episode ended on. Each also
+declares the step its time limit truncates at, ``max_episode_steps(params)``, read from
+the suite (a field of ``params`` or a constructor option), which caps the evaluator.
 """
 
 from __future__ import annotations

@@ -63,6 +63,12 @@ class XMiniGridEnv(Environment):
         reward = jnp.asarray(stepped.reward, jnp.float32)
         return obs, next_state, reward, terminated, truncated, info
 
+    def max_episode_steps(self, params: PyTree) -> int:
+        # xminigrid truncates when its step counter equals params.max_steps, a static field
+        # that every env's default_params fills in.
+        params = self._default_params if params is None else params
+        return int(params.max_steps)
+
     def observation_space(self, params: PyTree) -> Box:
         return self._observation_space
 

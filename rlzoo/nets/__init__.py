@@ -1,6 +1,6 @@
 """Flax networks: torsos, policy heads and critics."""
 
-from rlzoo.nets.actor_critic import ActorCritic, Policy, action_distribution
+from rlzoo.nets.actor_critic import ActorCritic, Policy, action_distribution, multi_categorical
 from rlzoo.nets.critics import (
     ActionBounds,
     ActionVAE,
@@ -33,6 +33,7 @@ __all__ = [
     "completion_log_probs",
     "gaussian_log_prob",
     "make_torso",
+    "multi_categorical",
     "sample",
     "sample_tanh_gaussian",
     "tanh_gaussian_log_prob",
