@@ -1,18 +1,21 @@
 """Symmetric clipping vs DAPO clip-higher vs BAPO under off-policy data, on a token task.
 
-One SFT base policy (noisy demonstrations, so pass@1 is far from perfect) is the starting
-point and KL reference of every GRPO run. Each clipping rule then trains ``--num_seeds``
-seeds in one program (``jit(vmap(...))`` over keys, the base shared as ``data``) with
-stale rollouts (the policy from ``--staleness`` updates ago samples) and
-``--num_epochs`` x ``--num_minibatches`` SGD steps per batch. Every ``--eval_every``
-iterations all seeds are evaluated on held-out prompts.
+Per base seed (``--base_seeds``, 4 by default), one SFT base policy (noisy demonstrations, so
+pass@1 is far from perfect) is the starting point and KL reference of the GRPO runs. From each
+base, each clipping rule trains ``--num_seeds`` seeds in one program (``jit(vmap(...))`` over
+keys, the base shared as ``data``; compiled once per rule) with stale rollouts (the policy
+from ``--staleness`` updates ago samples) and ``--num_epochs`` x ``--num_minibatches`` SGD
+steps per batch. Every ``--eval_every`` iterations all seeds are evaluated on held-out
+prompts.
 
-Recorded per rule: held-out pass@1 and policy entropy over training (mean and a 95%
-bootstrap interval over seeds), the BAPO bounds chosen, clip fractions, and the spread of
+Recorded per rule, over all bases x seeds: final held-out pass@1 (mean, IQM with its 95%
+interval, minimum, mean per base), held-out pass@1 and policy entropy over training (mean
+and a 95% bootstrap interval over runs), the BAPO bounds chosen, clip fractions, and the spread of
 final accuracies (training stability). The BAPO paper claims fixed clipping drives entropy
 down under off-policy data and BAPO keeps it up; this script reports what it finds.
 
-    python experiments/grpo_clipping.py [--task=tokens/reverse-4] [--num_seeds=8]
+    python experiments/grpo_clipping.py [--task=tokens/reverse-4] [--num_seeds=8] \
+        [--base_seeds=0,1,2,3] [--rules=ppo_clip,clip_higher,bapo,bapo_absolute]
 """
 
 from __future__ import annotations
@@ -26,8 +29,17 @@ from common import RESULTS, record
 
 from rlzoo import envs
 from rlzoo.agents import grpo, sft
+from rlzoo.analysis import stats
 
-RULES = ("ppo_clip", "clip_higher", "bapo")
+# Arm name -> grpo config fields. ``bapo`` reads rho as the paper writes it (a signed sum in
+# the denominator, so rho passes 1 once positives outweigh half the negatives);
+# ``bapo_absolute`` sums magnitudes, a share in [0, 1] that moves the bounds more often.
+RULES = {
+    "ppo_clip": dict(policy_loss="ppo_clip"),
+    "clip_higher": dict(policy_loss="clip_higher"),
+    "bapo": dict(policy_loss="bapo"),
+    "bapo_absolute": dict(policy_loss="bapo", bapo_share="absolute"),
+}
 
 
 def bootstrap_mean(values: np.ndarray, reps: int = 2000, seed: int = 0) -> list[float]:
@@ -43,7 +55,7 @@ def bootstrap_mean(values: np.ndarray, reps: int = 2000, seed: int = 0) -> list[
     ]
 
 
-def train_base(env, params, args):
+def train_base(env, params, args, seed: int):
     cfg = sft.Config(
         total_steps=args.sft_steps,
         updates_per_iteration=args.sft_steps,
@@ -55,14 +67,20 @@ def train_base(env, params, args):
         num_eval_episodes=args.eval_prompts,
     )
     agent = sft.make_agent(cfg, env, params)
-    state, _ = jax.jit(sft.make_train(cfg, env, params))(jax.random.PRNGKey(args.seed))
+    state, _ = jax.jit(sft.make_train(cfg, env, params))(jax.random.PRNGKey(seed))
     evaluation = jax.jit(agent.evaluate)(state, jax.random.PRNGKey(12345), None)
     return grpo.data_from_sft_state(state), {k: float(v) for k, v in evaluation.items()}
 
 
-def run_rule(rule, env, params, data, args):
+_PROGRAMS: dict = {}
+
+
+def rule_programs(rule: str, env, params, args):
+    """The config and compiled programs of one rule, built once and shared by every base."""
+    if rule in _PROGRAMS:
+        return _PROGRAMS[rule]
     cfg = grpo.Config(
-        policy_loss=rule,
+        **RULES[rule],
         total_steps=args.iterations * args.num_prompts * args.group_size,
         num_prompts=args.num_prompts,
         group_size=args.group_size,
@@ -77,7 +95,6 @@ def run_rule(rule, env, params, data, args):
         num_eval_episodes=args.eval_prompts,
     )
     agent = grpo.make_agent(cfg, env, params)
-    keys = jax.random.split(jax.random.PRNGKey(args.seed + 1), args.num_seeds)
     init = jax.jit(jax.vmap(agent.init, in_axes=(0, None, None)))
     chunk = jax.jit(
         jax.vmap(
@@ -86,6 +103,14 @@ def run_rule(rule, env, params, data, args):
         )
     )
     evaluate = jax.jit(jax.vmap(agent.evaluate, in_axes=(0, None, None)))
+    _PROGRAMS[rule] = cfg, init, chunk, evaluate
+    return _PROGRAMS[rule]
+
+
+def run_rule(rule, env, params, data, args, seed: int):
+    """``--num_seeds`` GRPO runs of one rule from one base, in one program."""
+    cfg, init, chunk, evaluate = rule_programs(rule, env, params, args)
+    keys = jax.random.split(jax.random.PRNGKey(seed + 1), args.num_seeds)
     state = init(keys, cfg, data)
     curves = {"eval/pass@1": [], "eval/pass@k": []}
     metrics_all = []
@@ -102,13 +127,20 @@ def run_rule(rule, env, params, data, args):
             curves[name].append(np.asarray(evaluation[name]))
     seconds = time.perf_counter() - start
     metrics = {k: np.concatenate([m[k] for m in metrics_all], axis=1) for k in metrics_all[0]}
-    return cfg, curves, metrics, seconds
+    return curves, metrics, seconds
 
 
-def summarise(curves, metrics, eval_every):
-    entropy = metrics["policy/entropy"]  # [seeds, iterations]
-    pass1 = np.stack(curves["eval/pass@1"], axis=1)  # [seeds, evaluations]
+def summarise(curves, metrics, eval_every, num_bases: int):
+    entropy = metrics["policy/entropy"]  # [runs, iterations], runs = bases x seeds
+    pass1 = np.stack(curves["eval/pass@1"], axis=1)  # [runs, evaluations]
+    final = pass1[:, -1]
     return {
+        "final_pass@1": {
+            "mean": float(final.mean()),
+            "iqm": stats.aggregate_intervals(final[:, None], threshold=None)["iqm"].to_dict(),
+            "min": float(final.min()),
+            "mean_per_base": final.reshape(num_bases, -1).mean(1).round(4).tolist(),
+        },
         "eval_iterations": [i * eval_every for i in range(pass1.shape[1])],
         "heldout_pass@1": [bootstrap_mean(pass1[:, j]) for j in range(pass1.shape[1])],
         "heldout_pass@k_final": bootstrap_mean(np.stack(curves["eval/pass@k"], 1)[:, -1]),
@@ -123,6 +155,38 @@ def summarise(curves, metrics, eval_every):
         "rho_mean": float(metrics["policy/rho"].mean()),
         "grad_norm_max": float(metrics["policy/grad_norm"].max()),
     }
+
+
+def table(results: dict, bases: list[dict], args) -> str:
+    runs = len(bases) * args.num_seeds
+    lines = [
+        f"| rule | final held-out pass@1, mean over {runs} runs | IQM [95% CI] | min run "
+        "| mean per base | worst drop of a run from its peak | final entropy, mean [95% CI] "
+        "| mean clip_low / clip_high | mean rho |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for rule, r in results.items():
+        final = r["final_pass@1"]
+        iqm = final["iqm"]
+        ent, ent_low, ent_high = r["entropy"][-1]
+        per_base = ", ".join(f"{x:.2f}" for x in final["mean_per_base"])
+        lines.append(
+            f"| `{rule}` | {final['mean']:.3f} | {iqm['estimate']:.3f} "
+            f"[{iqm['low']:.3f}, {iqm['high']:.3f}] | {final['min']:.3f} | {per_base} | "
+            f"{r['worst_drop_from_peak']:.3f} | {ent:.3f} [{ent_low:.3f}, {ent_high:.3f}] | "
+            f"{r['clip_low_mean']:.2f} / {r['clip_high_mean']:.2f} | {r['rho_mean']:.2f} |"
+        )
+    base_pass = ", ".join(f"{b['eval/pass@1']:.2f}" for b in bases)
+    return "\n".join(lines) + (
+        f"\n\n`{args.task}` (vocab {args.vocab}); {len(bases)} SFT bases (base seeds "
+        f"{args.base_seeds}; {args.sft_steps} SFT steps on demonstrations with noise "
+        f"{args.demo_noise}; held-out pass@1 {base_pass}) x {args.num_seeds} GRPO seeds in one "
+        f"program per rule and base; {args.iterations} GRPO iterations of {args.num_prompts} "
+        f"prompts x {args.group_size} completions, staleness {args.staleness}, "
+        f"{args.num_epochs} epochs x {args.num_minibatches} minibatches; {args.eval_prompts} "
+        "held-out prompts. Intervals: IQM, stratified bootstrap (rliable); entropy, "
+        "percentile bootstrap of the mean over runs."
+    )
 
 
 def plot(results, path):
@@ -167,21 +231,50 @@ def main() -> None:
     parser.add_argument("--num_layers", type=int, default=2)
     parser.add_argument("--num_heads", type=int, default=2)
     parser.add_argument("--eval_prompts", type=int, default=64)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--base_seeds", default="0,1,2,3", help="one SFT base per seed")
+    parser.add_argument("--rules", default=",".join(RULES), help=f"of {', '.join(RULES)}")
     args = parser.parse_args()
+    rules = args.rules.split(",")
+    unknown = sorted(set(rules) - set(RULES))
+    if unknown:
+        parser.error(f"unknown rule(s) {unknown}; known: {', '.join(RULES)}")
 
+    base_seeds = [int(x) for x in args.base_seeds.split(",")]
     env, params = envs.make(args.task, vocab=args.vocab)
-    data, base_eval = train_base(env, params, args)
-    print("base", base_eval)
-    results, timings = {}, {}
-    for rule in RULES:
-        _, curves, metrics, seconds = run_rule(rule, env, params, data, args)
-        results[rule] = summarise(curves, metrics, args.eval_every)
-        timings[rule] = seconds
-        print(rule, results[rule]["heldout_pass@1"][-1], results[rule]["entropy"][-1])
+    bases, by_rule, timings = [], {rule: [] for rule in rules}, {rule: 0.0 for rule in rules}
+    for seed in base_seeds:
+        data, base_eval = train_base(env, params, args, seed)
+        bases.append(base_eval)
+        print("base", seed, base_eval, flush=True)
+        for rule in rules:
+            curves, metrics, seconds = run_rule(rule, env, params, data, args, seed)
+            by_rule[rule].append((curves, metrics))
+            timings[rule] += seconds
+            print(seed, rule, curves["eval/pass@1"][-1].mean().round(3), flush=True)
+    results = {}
+    for rule, runs in by_rule.items():  # runs ordered base by base, seeds within a base
+        curves = {
+            name: [
+                np.concatenate([c[name][j] for c, _ in runs]) for j in range(len(runs[0][0][name]))
+            ]
+            for name in runs[0][0]
+        }
+        metrics = {k: np.concatenate([m[k] for _, m in runs]) for k in runs[0][1]}
+        results[rule] = summarise(curves, metrics, args.eval_every, len(base_seeds))
     name = f"grpo_clipping_{args.task.split('/', 1)[1]}"
     plot(results, RESULTS / f"{name}.png")
-    record(name, {"args": vars(args), "base": base_eval, "results": results, "seconds": timings})
+    text = table(results, bases, args)
+    print(text)
+    record(
+        name,
+        {
+            "args": vars(args),
+            "bases": bases,
+            "results": results,
+            "seconds": timings,
+            "table": text,
+        },
+    )
 
 
 if __name__ == "__main__":

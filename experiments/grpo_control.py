@@ -1,11 +1,13 @@
 """GRPO on control vs PPO, on the same env-step budget, many seeds in one program each.
 
     python experiments/grpo_control.py [--num_seeds=8] [--cartpole_steps=500000] \
-        [--pendulum_steps=1000000]
+        [--pendulum_steps=1000000] [--brax_steps=1000000]
 
-Per env, each method trains ``--num_seeds`` seeds in one compiled program
-(``jit(vmap(make_train))``) and is then evaluated by the shared evaluator (deterministic
-policy, 32 episodes per seed). PPO runs its shipped config for the env
+Envs: gymnax CartPole-v1 and Pendulum-v1, and Brax inverted_pendulum (1000-step episodes,
+positional backend); a budget of 0 leaves an env out. Per env, each method trains
+``--num_seeds`` seeds in one compiled program (``jit(vmap(make_train))``) and is then
+evaluated by the shared evaluator (deterministic policy, 32 episodes per seed). PPO runs its
+shipped config for the env
 (``ppo.default_config``); GRPO on control (``rlzoo.agents.grpo_control``) runs its defaults
 (4 groups of 8 members, 4 epochs x 4 minibatches, lr 3e-3, symmetric clip, grpo advantages),
 chosen from a handful of 2-seed trials on these two envs.
@@ -96,12 +98,15 @@ def main() -> None:
     parser.add_argument("--num_seeds", type=int, default=8)
     parser.add_argument("--cartpole_steps", type=int, default=500_000)
     parser.add_argument("--pendulum_steps", type=int, default=1_000_000)
+    parser.add_argument("--brax_steps", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     budgets = {
         "gymnax/CartPole-v1": args.cartpole_steps,
         "gymnax/Pendulum-v1": args.pendulum_steps,
+        "brax/inverted_pendulum": args.brax_steps,
     }
+    budgets = {env_id: steps for env_id, steps in budgets.items() if steps > 0}
     results: dict = {}
     for env_id, budget in budgets.items():
         results[env_id] = {}

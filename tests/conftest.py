@@ -46,3 +46,24 @@ def kill_leftover_children():
     for pid in set(_children(os.getpid())) - before:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def checkpoint_round_trip(tmp_path):
+    """``round_trip(state) -> (restored, record)``: save under ``tmp_path/checkpoints`` with a
+    record, then restore into the state's shapes, as a resumed run does."""
+    from rlzoo.launch.checkpoints import Checkpointer
+
+    def round_trip(state, record=None):
+        import jax
+
+        checkpointer = Checkpointer(tmp_path / "checkpoints")
+        checkpointer.save(1, state, record or {"iteration": 1})
+        checkpointer.wait()
+        abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state)
+        try:
+            return checkpointer.restore(1, abstract)
+        finally:
+            checkpointer.close()
+
+    return round_trip

@@ -18,7 +18,6 @@ from rlzoo.analysis.logs import read_rows
 from rlzoo.core import hparams
 from rlzoo.core.agent import STEP_UNITS, Agent, check_data
 from rlzoo.data import collect_transitions
-from rlzoo.launch.checkpoints import Checkpointer
 from rlzoo.launch.configs import describe_config, resolve_config
 from rlzoo.launch.runner import RunError, RunSpec, run
 
@@ -307,14 +306,11 @@ def test_make_train_is_pure_and_jittable(built):
         np.testing.assert_array_equal(a, b)
 
 
-def test_checkpoint_round_trip_is_bit_identical_and_holds_no_data(built, tmp_path):
+def test_checkpoint_round_trip_is_bit_identical_and_holds_no_data(
+    built, tmp_path, checkpoint_round_trip
+):
     *_, data, state, _ = built
-    checkpointer = Checkpointer(tmp_path / "checkpoints")
-    checkpointer.save(1, state, {"iteration": 1})
-    checkpointer.wait()
-    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state)
-    restored, record = checkpointer.restore(1, abstract)
-    checkpointer.close()
+    restored, record = checkpoint_round_trip(state)
     assert record == {"iteration": 1}
     for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(restored), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

@@ -1,5 +1,7 @@
 """Objectives, clipping rules, BAPO's bound search and group advantages against numpy."""
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -119,7 +121,7 @@ def test_overlong_penalty():
 
 
 def np_bapo(r, a, p, m, c_low=0.6, c_high=1.2, low_max=0.9, high_max=3.0, dl=0.02, dh=0.05,
-            rho0=0.4):  # fmt: skip
+            rho0=0.4, share="signed"):  # fmt: skip
     """The paper's search in plain numpy (float64), step by step."""
     r, a, p, m = (np.asarray(x, np.float64) for x in np.broadcast_arrays(r, a, p, m))
     w = p * m
@@ -127,7 +129,8 @@ def np_bapo(r, a, p, m, c_low=0.6, c_high=1.2, low_max=0.9, high_max=3.0, dl=0.0
     def rho(lo, hi):
         pos = np.minimum(r * a, np.clip(r, 0, hi) * a)
         num = abs(np.sum(np.where(a > 0, w * pos, 0.0)))
-        den = abs(np.sum(w * np.minimum(r * a, np.clip(r, lo, hi) * a)))
+        terms = w * np.minimum(r * a, np.clip(r, lo, hi) * a)
+        den = abs(np.sum(terms)) if share == "signed" else np.sum(np.abs(terms))
         return num / max(den, 1e-12)
 
     steps = 0
@@ -157,6 +160,31 @@ def test_bapo_search_matches_numpy(seed, bias):
     ref_low, ref_high, _ = np_bapo(*batch)
     assert float(c_low) == pytest.approx(ref_low, abs=1e-5)
     assert float(c_high) == pytest.approx(ref_high, abs=1e-5)
+
+
+@pytest.mark.parametrize("seed,bias", [(2, 0.3), (3, 0.3), (0, 0.5)])
+def test_bapo_absolute_share_search_matches_numpy(seed, bias):
+    batch = random_batch(seed, bias)
+    c_low, c_high = jax.jit(partial(obj.bapo_clip_bounds, share="absolute"))(*batch)
+    ref_low, ref_high, steps = np_bapo(*batch, share="absolute")
+    assert steps > 0  # the batch makes the search move...
+    assert np_bapo(*batch)[2] == 0  # ...where the signed reading stops at the start
+    assert float(c_low) == pytest.approx(ref_low, abs=1e-5)
+    assert float(c_high) == pytest.approx(ref_high, abs=1e-5)
+
+
+def test_bapo_shares_on_a_hand_made_batch():
+    # Unclipped ratios of 1 and unit behaviour probabilities: positive mass P = 3, negative
+    # mass N = 4. Signed: 3 / |3 - 4| = 3 (it passes 1); absolute: 3 / (3 + 4).
+    ratios = np.ones(7, np.float32)
+    adv = np.array([1, 1, 1, -1, -1, -1, -1], np.float32)
+    probs, mask = np.ones(7, np.float32), np.ones(7, bool)
+    signed = obj.bapo_positive_share(ratios, adv, probs, mask, 0.6, 1.2)
+    absolute = obj.bapo_positive_share(ratios, adv, probs, mask, 0.6, 1.2, "absolute")
+    assert float(signed) == pytest.approx(3.0)
+    assert float(absolute) == pytest.approx(3 / 7)
+    with pytest.raises(ValueError, match="share"):
+        obj.bapo_clip_bounds(ratios, adv, probs, mask, share="abs")
 
 
 def test_bapo_stops_at_the_maxima_when_rho0_is_unreachable():

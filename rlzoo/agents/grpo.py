@@ -102,6 +102,11 @@ class Config:
     )
     loss_aggregation: str = static("token_mean", "token_mean, sequence_mean or sequence_sum.")
     bapo_ordering: str = static("paper", "bapo bound search: paper (default) or authors.")
+    bapo_share: str = static(
+        "signed",
+        "bapo rho's denominator: signed (|sum of terms|, as the paper writes it) or absolute "
+        "(sum of |terms|, a share in [0, 1]).",
+    )
     kl_estimator: str = static("k3", "k1 or k3 estimator of the KL to the reference.")
     dynamic_sampling: bool = static(False, "DAPO: mask groups whose rewards are all equal.")
     overlong_penalty: bool = static(False, "DAPO soft overlong penalty added to rewards.")
@@ -229,6 +234,7 @@ def check_config(config: Config) -> None:
             "loss_aggregation": obj.LOSS_AGGREGATIONS,
             "kl_estimator": obj.KL_ESTIMATORS,
             "bapo_ordering": obj.BAPO_ORDERINGS,
+            "bapo_share": obj.BAPO_SHARES,
         },
     )
     if config.group_size < 2:

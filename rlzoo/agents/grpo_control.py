@@ -106,6 +106,11 @@ class Config:
         "episodes) or sequence_sum (episode sums / max_episode_steps).",
     )
     bapo_ordering: str = static("paper", "bapo bound search: paper (default) or authors.")
+    bapo_share: str = static(
+        "signed",
+        "bapo rho's denominator: signed (|sum of terms|, as the paper writes it) or absolute "
+        "(sum of |terms|, a share in [0, 1]).",
+    )
     kl_estimator: str = static("k3", "k1 or k3 estimator of the KL to the initial policy.")
     dynamic_sampling: bool = static(False, "DAPO: mask groups whose outcomes are all equal.")
     staleness: int = static(0, "Roll out with the policy from this many updates ago.")
@@ -207,6 +212,7 @@ def check_config(config: Config) -> None:
             "loss_aggregation": obj.LOSS_AGGREGATIONS,
             "kl_estimator": obj.KL_ESTIMATORS,
             "bapo_ordering": obj.BAPO_ORDERINGS,
+            "bapo_share": obj.BAPO_SHARES,
         },
     )
     hparams.check_positive(config, "learning_rate", "max_grad_norm", "reward_scale")

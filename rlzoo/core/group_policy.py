@@ -48,6 +48,7 @@ def bapo_settings(config: Any) -> dict[str, Any]:
     names = ("c_low_start", "c_high_start", "c_low_max", "c_high_max", "d_low", "d_high", "rho0")
     settings = {name: getattr(config, f"bapo_{name}") for name in names}
     settings["ordering"] = config.bapo_ordering
+    settings["share"] = config.bapo_share
     return settings
 
 
@@ -103,12 +104,13 @@ def objective_diagnostics(
     info: dict[str, jax.Array],
     low: jax.Array,
     high: jax.Array,
+    share: str = "signed",
 ) -> dict[str, jax.Array]:
     """The ``policy/`` metrics of a clipped objective, averaged over the masked-in steps.
 
     ``clip_frac_low`` / ``clip_frac_high`` are shares of *all* masked-in steps (not of the
-    negative / positive ones); ``rho`` is BAPO's positive share at the bounds used (clamped
-    to bracket 1, so that it is defined for ``topr`` and ``apa`` too).
+    negative / positive ones); ``rho`` is BAPO's positive share (``share`` reading) at the
+    bounds used (clamped to bracket 1, so that it is defined for ``topr`` and ``apa`` too).
     """
     ratio = jax.lax.stop_gradient(jnp.exp(log_ratio))
     none = jnp.zeros_like(mask)
@@ -125,6 +127,7 @@ def objective_diagnostics(
             mask,
             jnp.clip(low, 0.0, 1.0),
             jnp.clip(high, 1.0, 1e6),
+            share,
         ),
         "policy/ratio": masked_mean(ratio, mask),
     }
@@ -165,7 +168,9 @@ def group_policy_loss(
         "loss/policy": policy,
         "policy/entropy": masked_mean(entropy, mask),
         "policy/kl_ref": masked_mean(kl, mask),
-        **objective_diagnostics(log_ratio, advantages, mask, behaviour_log_probs, info, low, high),
+        **objective_diagnostics(
+            log_ratio, advantages, mask, behaviour_log_probs, info, low, high, config.bapo_share
+        ),
     }
     return total, metrics
 

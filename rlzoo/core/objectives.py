@@ -32,6 +32,7 @@ POLICY_LOSSES = ("ppo_clip", "clip_higher", "dual_clip", "bapo", "topr", "apa")
 LOSS_AGGREGATIONS = ("token_mean", "sequence_mean", "sequence_sum")
 KL_ESTIMATORS = ("k1", "k3")
 BAPO_ORDERINGS = ("paper", "authors")
+BAPO_SHARES = ("signed", "absolute")
 
 
 def _clip_info(ratio, advantages, mask, low, high):
@@ -142,17 +143,28 @@ def overlong_penalty(lengths: jax.Array, max_length: int, cache_length: int) -> 
 # ------------------------------------------------------------------ BAPO
 
 
-def bapo_positive_share(ratios, advantages, behaviour_probs, mask, c_low, c_high):
+def bapo_positive_share(
+    ratios, advantages, behaviour_probs, mask, c_low, c_high, share: str = "signed"
+):
     """The paper's rho: positive-advantage contribution over the whole contribution.
 
-    ``|sum_{A>0} p min(r A, clip(r, 0, c_high) A)| /
-      |sum_t p min(r A, clip(r, c_low, c_high) A)|``.
+    ``share="signed"`` (the formula as written)::
+
+        |sum_{A>0} p min(r A, clip(r, 0, c_high) A)| / |sum_t p min(r A, clip(r, c_low, c_high) A)|
+
+    The denominator is the magnitude of a *signed* sum, so positive and negative terms
+    cancel in it: with positive mass P and negative mass N, rho = P / |P - N|, which passes 1
+    once P > N / 2. ``share="absolute"`` sums the terms' magnitudes instead, rho = P / (P + N),
+    a share in [0, 1]. At rho0 = 0.4 the search stops once P / N >= 0.29 (signed) or
+    P / N >= 0.67 (absolute).
     """
+    if share not in BAPO_SHARES:
+        raise ValueError(f"bapo share {share!r}; one of {', '.join(BAPO_SHARES)}")
     weight = jnp.where(mask, behaviour_probs, 0.0)
     positive = jnp.minimum(ratios * advantages, jnp.clip(ratios, 0.0, c_high) * advantages)
     numerator = jnp.abs(jnp.sum(jnp.where(advantages > 0, weight * positive, 0.0)))
-    whole = jnp.minimum(ratios * advantages, jnp.clip(ratios, c_low, c_high) * advantages)
-    denominator = jnp.abs(jnp.sum(weight * whole))
+    whole = weight * jnp.minimum(ratios * advantages, jnp.clip(ratios, c_low, c_high) * advantages)
+    denominator = jnp.abs(jnp.sum(whole)) if share == "signed" else jnp.sum(jnp.abs(whole))
     return numerator / jnp.maximum(denominator, 1e-12)
 
 
@@ -182,6 +194,7 @@ BAPO_DEFAULTS = dict(
     d_high=0.05,
     rho0=0.4,
     ordering="paper",
+    share="signed",
 )
 
 
@@ -195,8 +208,10 @@ def check_bapo_settings(settings: dict[str, Any]) -> None:
     s = {**BAPO_DEFAULTS, **settings}
     if s["ordering"] not in BAPO_ORDERINGS:
         raise ValueError(f"bapo ordering {s['ordering']!r}; one of {', '.join(BAPO_ORDERINGS)}")
+    if s["share"] not in BAPO_SHARES:
+        raise ValueError(f"bapo share {s['share']!r}; one of {', '.join(BAPO_SHARES)}")
     try:
-        values = {k: float(v) for k, v in s.items() if k != "ordering"}
+        values = {k: float(v) for k, v in s.items() if k not in ("ordering", "share")}
     except (TypeError, jax.errors.ConcretizationTypeError):
         return  # traced values: checked where the config was made
     if values["c_low_start"] > values["c_low_max"]:
@@ -230,7 +245,8 @@ def bapo_clip_bounds(
     ``ordering="paper"`` (default, the paper's Algorithm 1): start at ``[c_low_start,
     c_high_start]``; while ``rho < rho0`` and ``c_low + d_low <= c_low_max``: raise
     ``c_high`` by ``d_high`` if that stays ``<= c_high_max``, else raise ``c_low`` by
-    ``d_low``. ``rho`` is :func:`bapo_positive_share`.
+    ``d_low``. ``rho`` is :func:`bapo_positive_share` with its ``share`` reading
+    (``"signed"``, the formula as written, by default; ``"absolute"`` for a share in [0, 1]).
 
     ``ordering="authors"`` (the released verl recipe): the statistic is
     :func:`bapo_positive_negative_ratio` compared with ``rho0`` as a ratio target; ``c_low``
@@ -254,7 +270,9 @@ def bapo_clip_bounds(
 
         def unmet(bounds):
             c_low, c_high = bounds
-            rho = bapo_positive_share(ratios, advantages, behaviour_probs, mask, c_low, c_high)
+            rho = bapo_positive_share(
+                ratios, advantages, behaviour_probs, mask, c_low, c_high, s["share"]
+            )
             return (rho < rho0) & (c_low + d_low <= low_max + _BOUND_TOLERANCE)
 
         def step(bounds):
