@@ -15,7 +15,8 @@ final accuracies (training stability). The BAPO paper claims fixed clipping driv
 down under off-policy data and BAPO keeps it up; this script reports what it finds.
 
     python experiments/grpo_clipping.py [--task=tokens/reverse-4] [--num_seeds=8] \
-        [--base_seeds=0,1,2,3] [--rules=ppo_clip,clip_higher,bapo,bapo_absolute]
+        [--base_seeds=0,1,2,3] [--rules=ppo_clip,clip_higher,bapo,bapo_absolute] \
+        [--record_name=grpo_clipping_<task>]
 """
 
 from __future__ import annotations
@@ -145,6 +146,8 @@ def summarise(curves, metrics, eval_every, num_bases: int):
         "heldout_pass@1": [bootstrap_mean(pass1[:, j]) for j in range(pass1.shape[1])],
         "heldout_pass@k_final": bootstrap_mean(np.stack(curves["eval/pass@k"], 1)[:, -1]),
         "entropy": [bootstrap_mean(entropy[:, i]) for i in range(entropy.shape[1])],
+        # Training prompts' solve rate per iteration (rollout/solved), mean over runs.
+        "train_solved": metrics["rollout/solved"].mean(0).round(4).tolist(),
         "final_pass@1_per_seed": pass1[:, -1].round(4).tolist(),
         "final_pass@1_std_over_seeds": float(pass1[:, -1].std()),
         "worst_drop_from_peak": float(np.max(pass1.max(1) - pass1[:, -1])),
@@ -233,6 +236,7 @@ def main() -> None:
     parser.add_argument("--eval_prompts", type=int, default=64)
     parser.add_argument("--base_seeds", default="0,1,2,3", help="one SFT base per seed")
     parser.add_argument("--rules", default=",".join(RULES), help=f"of {', '.join(RULES)}")
+    parser.add_argument("--record_name", default="", help="default grpo_clipping_<task>")
     args = parser.parse_args()
     rules = args.rules.split(",")
     unknown = sorted(set(rules) - set(RULES))
@@ -261,7 +265,7 @@ def main() -> None:
         }
         metrics = {k: np.concatenate([m[k] for _, m in runs]) for k in runs[0][1]}
         results[rule] = summarise(curves, metrics, args.eval_every, len(base_seeds))
-    name = f"grpo_clipping_{args.task.split('/', 1)[1]}"
+    name = args.record_name or f"grpo_clipping_{args.task.split('/', 1)[1]}"
     plot(results, RESULTS / f"{name}.png")
     text = table(results, bases, args)
     print(text)

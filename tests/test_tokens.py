@@ -116,8 +116,8 @@ def test_completion_mask_stops_after_eos():
 # ------------------------------------------------------------------ group resets
 
 
-def test_group_resets_share_start_states_for_tokens_and_gymnax():
-    for env_id in ("tokens/sort-4", "gymnax/CartPole-v1"):
+def test_group_resets_share_start_states_for_tokens_gymnax_and_brax():
+    for env_id in ("tokens/sort-4", "gymnax/CartPole-v1", "brax/inverted_pendulum"):
         env, params = envs.make(env_id)
         obs, _ = envs.group_reset(env, jax.random.PRNGKey(2), params, 3, 4)
         obs = np.asarray(obs).reshape(3, 4, -1)
