@@ -133,7 +133,7 @@ def parse_env_kwargs(text: str) -> dict[str, Any]:
             except ValueError:
                 continue
         else:
-            out[key] = {"true": True, "false": False}.get(value.lower(), value)
+            out[key] = {"true": True, "false": False, "none": None}.get(value.lower(), value)
     return out
 
 

@@ -11,6 +11,10 @@ Modelled on gymnax 1.0:
   ``state`` already belong to a fresh episode, and ``info["final_observation"]`` holds the
   observation the finished episode ended on (for a step that did not end an episode it
   equals ``obs``).
+* Optimistic resets: an env whose reset is expensive (Craftax generates a world) may also
+  split that step in two, ``step_without_reset`` and ``restart``, and declare
+  ``optimistic_reset_ratio``; ``VectorEnv`` then starts the fresh episodes itself, a few
+  per batch step instead of one per env (see ``rlzoo.envs.wrappers.VectorEnv``).
 
 Environments and wrappers are plain Python objects that are static under ``jit``; all
 changing quantities live in ``state`` (a pytree) and tunables in ``params`` (a pytree).
@@ -233,6 +237,11 @@ class Bool:
 Space = Discrete | Box | TokenSequence | MultiDiscrete | Dict | Bool
 
 
+def select_tree(pred: Array, on_true: PyTree, on_false: PyTree) -> PyTree:
+    """``on_true`` where ``pred`` else ``on_false``, leaf by leaf (a scalar ``pred``)."""
+    return jax.tree.map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
+
+
 def event_ndims(space: Any) -> Any:
     """Per entry of an observation space, how many trailing axes one observation has
     (an int for an array space, a dict for a ``Dict``)."""
@@ -258,9 +267,17 @@ def batch_shape(obs: Any, space: Any) -> tuple[int, ...]:
 
 
 class Environment:
-    """Base class: subclasses implement ``reset``, ``step`` and the two spaces."""
+    """Base class: subclasses implement ``reset``, ``step`` and the two spaces.
+
+    An env with an expensive reset may also opt in to optimistic resets: it implements
+    ``step_without_reset`` (and ``restart``, if its state holds more than the episode) and
+    sets ``optimistic_reset_ratio``, which ``VectorEnv`` reads.
+    """
 
     id: str = "unnamed"
+    # Envs per fresh start state that VectorEnv generates each batch step for this env;
+    # None (the default): every env resets inside its own ``step``.
+    optimistic_reset_ratio: int | None = None
 
     @property
     def default_params(self) -> PyTree:
@@ -273,6 +290,25 @@ class Environment:
         self, key: Array, state: PyTree, action: Array, params: PyTree
     ) -> tuple[PyTree, PyTree, Array, Array, Array, dict[str, Any]]:
         raise NotImplementedError
+
+    def step_without_reset(
+        self, key: Array, state: PyTree, action: Array, params: PyTree
+    ) -> tuple[PyTree, PyTree, Array, Array, Array, dict[str, Any]]:
+        """``step`` without the auto-reset: the returned ``obs`` and ``state`` are the ones
+        the transition reached, also where the episode ended (``obs`` is then the final
+        observation), and ``info`` has no ``"final_observation"``. The transition uses
+        ``key`` exactly as ``step`` does, so both reach the same ``obs``, reward and flags.
+        Only envs that set ``optimistic_reset_ratio`` implement it."""
+        raise NotImplementedError(f"{type(self).__name__} has no step_without_reset")
+
+    def restart(
+        self, done: Array, start: tuple[PyTree, PyTree], stepped: tuple[PyTree, PyTree]
+    ) -> tuple[PyTree, PyTree]:
+        """The auto-reset of ``step``, with the fresh episode given: ``start`` (an ``(obs,
+        state)`` from ``reset``) where ``done``, else ``stepped`` (from
+        ``step_without_reset``). An env whose state is all episode state selects leaf by
+        leaf; a wrapper that keeps statistics across episodes keeps its own part."""
+        return select_tree(done, start, stepped)
 
     def observation_space(self, params: PyTree) -> Box:
         raise NotImplementedError
@@ -307,6 +343,17 @@ class Wrapper(Environment):
 
     def step(self, key, state, action, params):
         return self.env.step(key, state, action, params)
+
+    @property
+    def optimistic_reset_ratio(self) -> int | None:  # type: ignore[override]
+        # Not forwarded: a wrapper takes part in optimistic resets only by implementing
+        # step_without_reset and restart for its own state (EpisodeStatistics does).
+        return None
+
+    def restart(
+        self, done: Array, start: tuple[PyTree, PyTree], stepped: tuple[PyTree, PyTree]
+    ) -> tuple[PyTree, PyTree]:
+        raise NotImplementedError(f"{type(self).__name__} has no restart")
 
     def observation_space(self, params: PyTree) -> Box:
         return self.env.observation_space(params)

@@ -12,6 +12,8 @@ own signals, and on either a fresh episode is started from the step's key while
 ``info["final_observation"]`` keeps the observation the episode ended on. Each also
 declares the step its time limit truncates at, ``max_episode_steps(params)``, read from
 the suite (a field of ``params`` or a constructor option), which caps the evaluator.
+Craftax, whose reset generates a world, also steps without its reset for ``VectorEnv``'s
+optimistic resets (``optimistic_reset_ratio``, ``rlzoo.envs.wrappers.VectorEnv``).
 """
 
 from __future__ import annotations
@@ -21,9 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 
-from rlzoo.envs.core import Array, PyTree
+from rlzoo.envs.core import Array, PyTree, select_tree
 
 # Jumanji 1.1.2: the single-agent envs that construct offline. Left out: Sokoban-v0 (its
 # generator downloads levels from Hugging Face when it is built) and the multi-agent envs
@@ -147,11 +148,6 @@ def adapter_class(prefix: str) -> type:
 
 
 # --------------------------------------------------------------------------- shared steps
-
-
-def select_tree(pred: Array, on_true: PyTree, on_false: PyTree) -> PyTree:
-    """``on_true`` where ``pred`` else ``on_false``, leaf by leaf (a scalar ``pred``)."""
-    return jax.tree.map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
 
 
 def finish_step(

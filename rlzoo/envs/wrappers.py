@@ -69,12 +69,38 @@ class EpisodeStatistics(Wrapper):
         zf, zi = jnp.zeros(shape, jnp.float32), jnp.zeros(shape, jnp.int32)
         return obs, EpisodeStatisticsState(env_state, zf, zi, zf, zi)
 
+    @property
+    def optimistic_reset_ratio(self) -> int | None:
+        return self.env.optimistic_reset_ratio
+
     def step(
         self, key: Array, state: EpisodeStatisticsState, action: Array, params: PyTree
     ) -> StepResult:
-        obs, env_state, reward, terminated, truncated, info = self.env.step(
-            key, state.env_state, action, params
+        return self._record(state, self.env.step(key, state.env_state, action, params))
+
+    def step_without_reset(
+        self, key: Array, state: EpisodeStatisticsState, action: Array, params: PyTree
+    ) -> StepResult:
+        inner = self.env.step_without_reset(key, state.env_state, action, params)
+        return self._record(state, inner)
+
+    def restart(
+        self,
+        done: Array,
+        start: tuple[PyTree, EpisodeStatisticsState],
+        stepped: tuple[PyTree, EpisodeStatisticsState],
+    ) -> tuple[PyTree, EpisodeStatisticsState]:
+        # The statistics were already closed by step_without_reset; only the inner env
+        # starts its fresh episode.
+        (start_obs, start_state), (stepped_obs, stepped_state) = start, stepped
+        obs, env_state = self.env.restart(
+            done, (start_obs, start_state.env_state), (stepped_obs, stepped_state.env_state)
         )
+        return obs, stepped_state.replace(env_state=env_state)
+
+    def _record(self, state: EpisodeStatisticsState, inner: StepResult) -> StepResult:
+        """The statistics of one inner step (auto-reset or not: they only read its flags)."""
+        obs, env_state, reward, terminated, truncated, info = inner
         done = terminated | truncated
         ret = state.episode_return + reward
         length = state.episode_length + 1
@@ -102,11 +128,37 @@ class VectorEnv(Wrapper):
 
     Spaces stay those of a single env; observations, rewards, flags, info and state gain a
     leading axis of size ``num_envs``.
+
+    Optimistic resets, for an env that declares ``optimistic_reset_ratio = r`` (Craftax:
+    16, as in the Craftax baselines' PPO; every other env: ``None``, which steps exactly
+    as the per-env path always did). A batch step then steps every env with
+    ``step_without_reset``, from the same per-env keys as ``step`` would use, so
+    transitions, rewards, ``terminated`` / ``truncated`` and ``info["final_observation"]``
+    are those of the per-env path. Instead of one reset per env per step (under ``vmap``
+    every env computes its reset, done or not), it generates ``num_starts =
+    ceil(num_envs / r)`` fresh start states (``fresh_starts``) and hands them to the envs
+    that are done: the k-th done env, in env order, takes start ``k mod num_starts``
+    (``start_assignment``). While at most ``num_starts`` envs end together each gets a
+    start of its own; when more do, some done envs share one start state (the same
+    world, which then diverges under each env's own keys and actions). That is the
+    optimistic trade-off of Craftax's ``OptimisticResetVecEnvWrapper``: a little
+    start-state diversity for not generating a world per env per step (Craftax draws at
+    random which done envs get a start of their own; here env order decides, which needs
+    no key and spreads the sharing evenly over the starts). With ``r = 1``
+    every done env gets its own fresh start, as on the per-env path (drawn from other
+    keys). ``reset`` always starts every env from its own state.
     """
 
     def __init__(self, env: Environment, num_envs: int):
         super().__init__(env)
         self.num_envs = int(num_envs)
+        ratio = env.optimistic_reset_ratio
+        if ratio is not None and ratio < 1:
+            raise ValueError(f"{env.id}: optimistic_reset_ratio must be >= 1, got {ratio}")
+        self.reset_ratio = ratio
+        # Fresh start states per batch step (the ceiling of num_envs / ratio); None: every
+        # env resets inside its own step.
+        self.num_starts = None if ratio is None else (self.num_envs + ratio - 1) // ratio
 
     def reset(self, key: Array, params: PyTree) -> tuple[Array, PyTree]:
         keys = jax.random.split(key, self.num_envs)
@@ -114,7 +166,34 @@ class VectorEnv(Wrapper):
 
     def step(self, key: Array, state: PyTree, action: Array, params: PyTree) -> StepResult:
         keys = jax.random.split(key, self.num_envs)
-        return jax.vmap(self.env.step, in_axes=(0, 0, 0, None))(keys, state, action, params)
+        if self.num_starts is None:
+            return jax.vmap(self.env.step, in_axes=(0, 0, 0, None))(keys, state, action, params)
+        obs, stepped, reward, terminated, truncated, info = jax.vmap(
+            self.env.step_without_reset, in_axes=(0, 0, 0, None)
+        )(keys, state, action, params)
+        done = terminated | truncated
+        index = start_assignment(done, self.num_starts)
+        start = jax.tree.map(lambda x: x[index], self.fresh_starts(key, params))
+        next_obs, next_state = jax.vmap(self.env.restart)(done, start, (obs, stepped))
+        info = {**info, "final_observation": obs}
+        return next_obs, next_state, reward, terminated, truncated, info
+
+    def fresh_starts(self, key: Array, params: PyTree) -> tuple[PyTree, PyTree]:
+        """The ``num_starts`` start states (leading axis) that the batch step with ``key``
+        hands to its done envs (optimistic resets only)."""
+        if self.num_starts is None:
+            raise ValueError(f"{self.env.id} does not declare an optimistic_reset_ratio")
+        # fold_in(key, num_envs): a key that none of the envs' steps draws from.
+        keys = jax.random.split(jax.random.fold_in(key, self.num_envs), self.num_starts)
+        return jax.vmap(self.env.reset, in_axes=(0, None))(keys, params)
+
+
+def start_assignment(done: Array, num_starts: int) -> Array:
+    """Per env, which of ``num_starts`` fresh start states it takes: the k-th done env (in
+    env order) takes start ``k mod num_starts``, so done envs share a start only when more
+    than ``num_starts`` end together; envs that are not done get 0 (and do not use it)."""
+    rank = jnp.cumsum(done, dtype=jnp.int32) - 1
+    return jnp.where(done, rank % num_starts, 0)
 
 
 # --------------------------------------------------------------------------- running statistics
