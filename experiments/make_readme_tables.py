@@ -32,7 +32,7 @@ def block(name: str) -> str:
 def main() -> None:
     readme = ROOT / "README.md"
     text = readme.read_text()
-    pattern = re.compile(r"(<!-- results:([\w-]+) -->)\n(?:.*?\n)?(<!-- /results:\2 -->)", re.S)
+    pattern = re.compile(r"(<!-- results:([\w.-]+) -->)\n(?:.*?\n)?(<!-- /results:\2 -->)", re.S)
 
     def replace(match: re.Match) -> str:
         name = match.group(2)
