@@ -20,10 +20,7 @@ from pathlib import Path
 
 import numpy as np
 from common import PYTHON, record, timed_process
-
-from rlzoo.analysis.stats import aggregate_intervals
-
-TARGET = 475.0
+from ppo_cartpole_robust import COLUMNS, TARGET, pool_returns, row_cells
 
 
 def sweep_flags(spec: str) -> list[str]:
@@ -63,27 +60,15 @@ def main() -> None:
     results, lines = {}, []
     for name, by_base in per_candidate.items():
         scores = np.array([by_base[b] for b in base_seeds])  # [base seeds, seeds]
-        pooled = scores.ravel()
-        iqm = aggregate_intervals(scores.T, threshold=None)["iqm"]
-        failures = sorted(float(r) for r in pooled if r < TARGET)
         results[name] = {
             "per_base_seed": {str(b): by_base[b] for b in base_seeds},
-            "runs": int(pooled.size),
-            "at_least_475": int((pooled >= TARGET).sum()),
-            "mean": float(pooled.mean()),
-            "iqm": iqm.to_dict(),
-            "min": float(pooled.min()),
-            "failures": failures,
+            **pool_returns(scores),
         }
-        lines.append(
-            f"| {name} | {pooled.size} | {results[name]['at_least_475']} | {pooled.mean():.1f} "
-            f"| {iqm.estimate:.1f} [{iqm.low:.1f}, {iqm.high:.1f}] | {pooled.min():.1f} | "
-            f"{', '.join(f'{r:.1f}' for r in failures) or 'none'} |"
-        )
+        lines.append(f"| {name} | {row_cells(results[name])} |")
     table = (
         f"Base seeds {args.base_seeds}, {args.num_seeds} seeds each per candidate, 5e5 env "
         "steps per seed; the rest of the shipped preset unchanged.\n\n"
-        "| candidate | runs | runs >= 475 | mean | IQM [95% CI] | min | returns below 475 |\n"
+        f"| candidate | {COLUMNS} |\n"
         "|---|---|---|---|---|---|---|\n" + "\n".join(lines)
     )
     print(table)

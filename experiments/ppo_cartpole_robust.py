@@ -21,6 +21,33 @@ from common import record, train_cli
 from rlzoo.analysis.stats import aggregate_intervals
 
 TARGET = 475.0
+COLUMNS = "runs | runs >= 475 | mean | IQM [95% CI] | min | returns below 475"
+
+
+def pool_returns(scores: np.ndarray) -> dict:
+    """Final returns ``[base seeds, seeds]`` pooled: runs >= 475, mean, IQM with its 95%
+    stratified-bootstrap interval (rliable, base seeds as tasks), minimum, the failures."""
+    pooled = scores.ravel()
+    iqm = aggregate_intervals(scores.T, threshold=None)["iqm"]  # run matrix [seeds, tasks]
+    return {
+        "runs": int(pooled.size),
+        "at_least_475": int((pooled >= TARGET).sum()),
+        "mean": float(pooled.mean()),
+        "iqm": iqm.estimate,
+        "iqm_ci95": [iqm.low, iqm.high],
+        "min": float(pooled.min()),
+        "failures": sorted(float(r) for r in pooled if r < TARGET),
+    }
+
+
+def row_cells(row: dict) -> str:
+    """The table cells of :func:`pool_returns`'s row, in :data:`COLUMNS` order."""
+    low, high = row["iqm_ci95"]
+    failures = ", ".join(f"{r:.1f}" for r in row["failures"]) or "none"
+    return (
+        f"{row['runs']} | {row['at_least_475']} | {row['mean']:.1f} | {row['iqm']:.1f} "
+        f"[{low:.1f}, {high:.1f}] | {row['min']:.1f} | {failures}"
+    )
 
 
 def main() -> None:
@@ -41,28 +68,14 @@ def main() -> None:
             walls[base] = wall
             print(base, f"{sum(r >= TARGET for r in per_base[base])}/{args.num_seeds} >= 475")
     scores = np.array([per_base[b] for b in base_seeds])  # [base seeds, seeds]
-    pooled = scores.ravel()
-    # Base seeds as rliable's tasks: one run matrix [seeds, tasks].
-    iqm = aggregate_intervals(scores.T, threshold=None)["iqm"]
-    failures = sorted(float(r) for r in pooled if r < TARGET)
-    row = {
-        "runs": int(pooled.size),
-        "at_least_475": int((pooled >= TARGET).sum()),
-        "mean": float(pooled.mean()),
-        "iqm": iqm.estimate,
-        "iqm_ci95": [iqm.low, iqm.high],
-        "min": float(pooled.min()),
-        "failures": failures,
-    }
+    row = pool_returns(scores)
     table = "\n".join(
         [
             f"Base seeds {args.base_seeds}, {args.num_seeds} seeds each, 5e5 env steps per seed.",
             "",
-            "| runs | runs >= 475 | mean | IQM [95% CI] | min | returns below 475 |",
+            f"| {COLUMNS} |",
             "|---|---|---|---|---|---|",
-            f"| {row['runs']} | {row['at_least_475']} | {row['mean']:.1f} | {row['iqm']:.1f} "
-            f"[{row['iqm_ci95'][0]:.1f}, {row['iqm_ci95'][1]:.1f}] | {row['min']:.1f} | "
-            f"{', '.join(f'{r:.1f}' for r in failures) or 'none'} |",
+            f"| {row_cells(row)} |",
         ]
     )
     record(
