@@ -5,9 +5,11 @@ agent on them (normalised score, mean and 95% bootstrap interval over seeds).
         --transitions=20000 --offline_steps=20000 --seeds=5 --out=runs/offline_suite
 
 Levels (D4RL's recipe): ``random`` (uniform actions), ``medium`` (the SAC policy at the
-first evaluation reaching a third of the way from random to ``--expert_reference``),
-``expert`` (the final SAC policy), ``medium-replay`` (SAC's replay buffer at that moment:
-everything it had trained on, up to its capacity), ``medium-expert`` (medium + expert).
+first evaluation reaching a third of the way from random to ``--expert_reference``, by
+default the expert's return), ``expert`` (the SAC policy of the best evaluation, or the
+final one with ``--expert_policy=final``; its return is measured again), ``medium-replay``
+(SAC's replay buffer at that moment: everything it had trained on, up to its capacity),
+``medium-expert`` (medium + expert).
 Each is written as a Minari dataset under ``--out/minari`` with the random and expert
 reference returns measured here. Then the ``--agents`` (default BC, TD3+BC, IQL, PRDC,
 A2PR, Diffusion-QL, IDQL, FQL) train on each of the ``--levels`` (``--seeds`` seeds in one
@@ -87,17 +89,23 @@ def train_behaviour(env, params, args):
         evaluate_policy(random_act(env.action_space(params)), None, jax.random.PRNGKey(1), env,
                         params, 32)["eval/deterministic_return"]
     )  # fmt: skip
-    target = random_return + (args.expert_reference - random_return) / 3.0
-    medium = None
+    snapshots = []  # (state, score) after every chunk: medium is chosen once expert is known
     for i in range(agent.num_iterations // chunk):
         state, _ = run_chunk(state)
         score = float(evaluate(state, jax.random.PRNGKey(100 + i))[agent.score_key])
         print(f"  sac chunk {i}: {score:.1f}", flush=True)
-        if medium is None and score >= target:
-            medium = (jax.device_get(state), score)
-    if medium is None:
-        raise SystemExit("SAC never reached the medium level; raise --expert_steps")
+        snapshots.append((jax.device_get(state), score))
+    if args.expert_policy == "best":  # SAC's returns swing between chunks on Brax
+        state = max(snapshots, key=lambda snap: snap[1])[0]
     expert_return = float(evaluate(state, jax.random.PRNGKey(7))[agent.score_key])
+    reference = expert_return if args.expert_reference is None else args.expert_reference
+    target = random_return + (reference - random_return) / 3.0
+    medium = next((snap for snap in snapshots if snap[1] >= target), None)
+    if medium is None:
+        raise SystemExit(
+            f"SAC never reached the medium level ({target:.1f}); raise --expert_steps or "
+            "lower --expert_reference"
+        )
     return agent, jax.device_get(state), medium, random_return, expert_return
 
 
@@ -137,7 +145,21 @@ def make_levels(env, params, args, out):
     return ids, random_return, expert_return
 
 
+_PROGRAMS: dict = {}  # (agent, sampler) -> (agent, jitted train, jitted evaluate)
+
+
 def score_agent(name, env_id, env, params, data, args, sampler="uniform"):
+    """Train ``args.seeds`` seeds in one program; levels of equal size reuse its compile."""
+    if (name, sampler) not in _PROGRAMS:
+        _PROGRAMS[name, sampler] = build_program(name, env_id, env, params, args, sampler)
+    agent, train, evaluate = _PROGRAMS[name, sampler]
+    keys = jax.random.split(jax.random.PRNGKey(args.seed), args.seeds)
+    state, _ = train(keys, data)
+    results = evaluate(state, jax.random.split(jax.random.PRNGKey(99), args.seeds), data)
+    return np.asarray(results[agent.score_key])
+
+
+def build_program(name, env_id, env, params, args, sampler):
     module = agents.get(name)
     overrides = dict(
         total_steps=args.offline_steps, updates_per_iteration=args.offline_steps // 4,
@@ -156,19 +178,25 @@ def score_agent(name, env_id, env, params, data, args, sampler="uniform"):
         overrides["vae_hidden_sizes"] = (2 * args.width, 2 * args.width)
     config = resolve_config(module, env_id, overrides)
     agent = module.make_agent(config, env, params)
-    keys = jax.random.split(jax.random.PRNGKey(args.seed), args.seeds)
-    train = jax.jit(jax.vmap(module.make_train(config, env, params), in_axes=(0, None, None)))
-    state, _ = train(keys, config, data)
+    run = jax.vmap(module.make_train(config, env, params), in_axes=(0, None, None))
+    train = jax.jit(lambda keys, data: run(keys, config, data))
     evaluate = jax.jit(jax.vmap(agent.evaluate, in_axes=(0, 0, None)))
-    results = evaluate(state, jax.random.split(jax.random.PRNGKey(99), args.seeds), data)
-    return np.asarray(results[agent.score_key])
+    return agent, train, evaluate
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--env", default="gymnax/Pendulum-v1")
-    parser.add_argument("--expert_reference", type=float, default=-150.0)
+    parser.add_argument(
+        "--expert_reference", type=float, default=None,
+        help="return that defines medium (a third of the way from random); default: the "
+        "final SAC policy's own return",
+    )  # fmt: skip
     parser.add_argument("--expert_steps", type=int, default=30_000)
+    parser.add_argument(
+        "--expert_policy", choices=("best", "final"), default="best",
+        help="expert level: the best-evaluated SAC chunk or the final one",
+    )  # fmt: skip
     parser.add_argument("--transitions", type=int, default=20_000)
     parser.add_argument("--offline_steps", type=int, default=20_000)
     parser.add_argument("--seeds", type=int, default=5)

@@ -67,3 +67,35 @@ def checkpoint_round_trip(tmp_path):
             checkpointer.close()
 
     return round_trip
+
+
+@pytest.fixture
+def masked_train_and_act():
+    """``run(module, config, env, params) -> metrics``: two iterations of ``module``'s
+    ``make_train`` in one program, then the trained policy acts on 8 fresh resets; asserts
+    finite metrics and weights, per-entry ``MultiDiscrete`` actions that the observation's
+    ``action_mask`` allows (and a mask that forbids something)."""
+
+    def run(module, config, env, params):
+        import jax
+        import numpy as np
+
+        agent = module.make_agent(config, env, params)
+
+        @jax.jit
+        def train_and_act(key):
+            state, metrics = module.make_train(config, env, params)(key)
+            obs, _ = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(key, 8), params)
+            action = agent.act(module.policy_params(state), obs, key, False)
+            return state, metrics, obs["action_mask"], action
+
+        state, metrics, mask, action = train_and_act(jax.random.key(0))
+        mask, action = np.asarray(mask), np.asarray(action)
+        assert metrics["loss/total"].shape == (2,)
+        assert all(bool(np.all(np.isfinite(v))) for v in metrics.values())
+        assert all(bool(np.all(np.isfinite(p))) for p in jax.tree.leaves(state.params))
+        assert action.shape == (8, *env.action_space(params).shape) and not mask.all()
+        assert np.all(np.take_along_axis(mask, action[..., None], -1))
+        return metrics
+
+    return run

@@ -176,3 +176,15 @@ def test_vmapped_seeds_are_independent_and_deterministic(learner):
     np.testing.assert_array_equal(
         metrics_ab["rollout/episode_return"][0], metrics_ac["rollout/episode_return"][0]
     )
+
+
+@pytest.mark.skipif(not envs.SUITES["jumanji"].installed(), reason="needs jumanji")
+def test_a_masked_multi_discrete_suite_env_trains_and_its_mask_holds(masked_train_and_act):
+    """Jumanji MMST: pytree observations, MultiDiscrete(36, 36, 36), a per-entry mask."""
+    env, params = envs.make("jumanji/MMST-v0")
+    config = gc.Config(
+        num_groups=2, group_size=4, hidden_sizes=(16,), max_episode_steps=16,
+        num_minibatches=2, num_epochs=1,
+    )  # fmt: skip
+    config = config.replace(total_steps=2 * 2 * 4 * 16)
+    masked_train_and_act(gc, config, env, params)

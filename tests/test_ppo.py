@@ -290,7 +290,7 @@ def test_a_joint_mask_and_bc_refuse_multi_discrete_in_one_line(cartpole):
 
 
 @pytest.mark.skipif(not envs.SUITES["jumanji"].installed(), reason="needs jumanji")
-def test_a_multi_discrete_jumanji_env_trains_with_its_per_entry_mask():
+def test_a_multi_discrete_jumanji_env_trains_with_its_per_entry_mask(masked_train_and_act):
     """JobShop: 10 machines each pick a job (or no-op, 21 values), masked per machine."""
     env_id = "jumanji/JobShop-v0"
     env, params = envs.make(env_id)
@@ -299,20 +299,6 @@ def test_a_multi_discrete_jumanji_env_trains_with_its_per_entry_mask():
         num_envs=4, num_steps=8, num_minibatches=2, num_epochs=2, hidden_sizes=(32,)
     )
     config = config.replace(total_steps=2 * config.num_envs * config.num_steps)
-    agent = ppo.make_agent(config, env, params)
-
-    @jax.jit
-    def train_and_act(key):
-        state, metrics = ppo.make_train(config, env, params)(key)
-        obs, _ = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(key, 8), params)
-        action = agent.act(ppo.policy_params(state), obs, key, False)
-        return state, metrics, obs["action_mask"], action
-
-    state, metrics, mask, action = train_and_act(jax.random.key(0))
-    assert metrics["loss/total"].shape == (2,)
-    assert all(bool(np.all(np.isfinite(v))) for v in metrics.values())
-    assert all(bool(np.all(np.isfinite(p))) for p in jax.tree.leaves(state.params))
-    assert action.shape == (8, 10) and not mask.all()
-    assert np.all(np.take_along_axis(np.asarray(mask), np.asarray(action)[..., None], -1))
+    metrics = masked_train_and_act(ppo, config, env, params)
     # Masked: entropy below the unmasked 10 * log 21 (about 30.4).
     assert float(metrics["policy/entropy"][0]) < 10 * np.log(21) - 1.0

@@ -327,3 +327,41 @@ def test_an_unknown_suite_id_lists_close_matches(bad_id, suggestion):
         envs.make(bad_id)
     head = str(err.value).split("Known ids", 1)[0]
     assert repr(suggestion) in head, head
+
+
+@pytest.mark.skipif(not SUITES["jumanji"].installed(), reason="needs jumanji")
+def test_a_joint_mask_env_is_flattened_to_discrete_and_ppo_respects_it():
+    """Tetris: MultiDiscrete(4, 10) with a joint (4, 10) mask becomes Discrete(40)."""
+    from rlzoo.agents import ppo
+
+    env, params = envs.make("jumanji/Tetris-v0")
+    raw, _ = envs.make("jumanji/Tetris-v0", flatten_actions=False)
+    assert isinstance(env, envs.FlattenActions) and env.action_space(params) == envs.Discrete(40)
+    assert dict(env.observation_space(params).spaces)["action_mask"] == envs.Bool((40,))
+    assert isinstance(raw.action_space(params), envs.MultiDiscrete)
+    keys = jax.random.split(jax.random.key(3), 8)
+    obs, state = jax.vmap(env.reset, in_axes=(0, None))(keys, params)
+    raw_obs, raw_state = jax.vmap(raw.reset, in_axes=(0, None))(keys, params)
+    np.testing.assert_array_equal(obs["action_mask"], raw_obs["action_mask"].reshape(8, 40))
+    # One flat action steps the raw env exactly as its row-major (rotation, column) vector.
+    action = jnp.argmax(obs["action_mask"], axis=-1)  # the first valid action per env
+    vector = jnp.stack([action // 10, action % 10], axis=-1)
+    step = jax.vmap(env.step, in_axes=(0, 0, 0, None))
+    raw_step = jax.vmap(raw.step, in_axes=(0, 0, 0, None))
+    out, raw_out = step(keys, state, action, params), raw_step(keys, raw_state, vector, params)
+    np.testing.assert_array_equal(out[0]["grid"], raw_out[0]["grid"])
+    np.testing.assert_array_equal(out[2], raw_out[2])
+    np.testing.assert_array_equal(
+        out[5]["final_observation"]["action_mask"],
+        raw_out[5]["final_observation"]["action_mask"].reshape(8, 40),
+    )
+    # PPO builds on it (it refuses the raw joint mask) and never picks a masked action.
+    config = ppo.default_config("jumanji/Tetris-v0").replace(num_envs=8, hidden_sizes=(16,))
+    with pytest.raises(ValueError, match="FlattenActions"):
+        ppo.make_agent(config, raw, params)
+    agent = ppo.make_agent(config, env, params)
+    policy = ppo.policy_params(agent.init(jax.random.key(0), config, None))
+    sample = jax.vmap(lambda key: agent.act(policy, obs, key, False))
+    actions = jax.jit(sample)(jax.random.split(jax.random.key(1), 64))
+    assert actions.shape == (64, 8)
+    assert np.take_along_axis(np.asarray(obs["action_mask"]), np.asarray(actions).T, 1).all()

@@ -60,8 +60,9 @@ from rlzoo.core.evaluation import (
     episode_limit,
 )
 from rlzoo.core.hparams import static, traced
-from rlzoo.envs import Box, ClipAction, Discrete, Environment, GroupReset, VectorEnv
+from rlzoo.envs import ClipAction, Environment, GroupReset, VectorEnv
 from rlzoo.nets import Policy
+from rlzoo.nets.actor_critic import policy_spaces
 
 # bnpo's Beta normaliser assumes outcomes in [0, 1] (success rates); returns are not.
 ADVANTAGES = ("grpo", "dr_grpo", "rloo")
@@ -394,16 +395,15 @@ def make_agent(config: Config, env: Environment, env_params: Any = None) -> Agen
     """GRPO-on-control's ``init``, ``update``, ``evaluate`` and ``act`` for ``env``."""
     check_config(config)
     env_params = env.default_params if env_params is None else env_params
-    action_space = env.action_space(env_params)
-    discrete = isinstance(action_space, Discrete)
-    if not discrete and not isinstance(action_space, Box):
-        raise ValueError(f"grpo_control needs a Discrete or Box action space, got {action_space!r}")
+    spaces = policy_spaces(
+        env.action_space(env_params), env.observation_space(env_params), "grpo_control"
+    )
+    discrete = spaces["discrete"]
     network = Policy(
-        action_dim=action_space.n if discrete else action_space.shape[0],
-        discrete=discrete,
         hidden_sizes=config.hidden_sizes,
         activation=config.activation,
         log_std_init=config.log_std_init,
+        **spaces,
     )
     # Gaussian actions are clipped by the env; the unclipped sample is what gets trained on.
     acting_env = env if discrete else ClipAction(env)

@@ -42,13 +42,9 @@ from rlzoo.core.evaluation import EVAL_METRICS, episode_evaluator
 from rlzoo.core.hparams import static, traced
 from rlzoo.core.reductions import standardize
 from rlzoo.envs import (
-    Box,
     ClipAction,
-    Dict,
-    Discrete,
     Environment,
     EpisodeStatistics,
-    MultiDiscrete,
     NormalizeObservation,
     NormalizeReward,
     VectorEnv,
@@ -56,8 +52,7 @@ from rlzoo.envs import (
     observation_statistics,
 )
 from rlzoo.nets import ActorCritic
-from rlzoo.nets.actor_critic import MASK_KEY, check_entry_mask
-from rlzoo.nets.torsos import observation_entries
+from rlzoo.nets.actor_critic import policy_spaces
 
 
 @struct.dataclass
@@ -457,32 +452,16 @@ def make_agent(config: Config, env: Environment, env_params: Any = None) -> Agen
     env_params = env.default_params if env_params is None else env_params
     action_space = env.action_space(env_params)
     obs_space = env.observation_space(env_params)
-    obs_entries = observation_entries(obs_space) if isinstance(obs_space, Dict) else None
-    nvec = None
-    if isinstance(action_space, Discrete):
-        action_dim = action_space.n
-    elif isinstance(action_space, MultiDiscrete):
-        nvec, action_dim = action_space.nvec, sum(action_space.nvec)
-        if isinstance(obs_space, Dict) and MASK_KEY in dict(obs_space.spaces):
-            check_entry_mask(nvec, obs_space[MASK_KEY].shape)  # refused here, not at init
-    elif isinstance(action_space, Box):
-        action_dim = action_space.shape[0]
-    else:
-        raise ValueError(
-            f"PPO needs a Discrete, MultiDiscrete or Box action space, got {action_space!r}"
-        )
-    discrete = not isinstance(action_space, Box)
+    spaces = policy_spaces(action_space, obs_space, "PPO")  # refused here, not at init
+    discrete = spaces["discrete"]
 
     network = ActorCritic(
-        action_dim=action_dim,
-        discrete=discrete,
-        action_nvec=nvec,
         torso=config.torso,
         hidden_sizes=config.hidden_sizes,
         value_hidden_sizes=config.value_hidden_sizes,
         activation=config.activation,
         log_std_init=config.log_std_init,
-        obs_entries=obs_entries,
+        **spaces,
     )
 
     # Gaussian actions are clipped by the env; the unclipped sample is what gets trained on.

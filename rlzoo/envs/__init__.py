@@ -30,11 +30,13 @@ from rlzoo.envs.suites import SUITES, adapter_class
 from rlzoo.envs.wrappers import (
     ClipAction,
     EpisodeStatistics,
+    FlattenActions,
     NormalizeObservation,
     NormalizeReward,
     RescaleAction,
     RunningMeanStd,
     VectorEnv,
+    has_joint_mask,
     init_running_stats,
     normalize,
     normalize_observation,
@@ -51,6 +53,7 @@ __all__ = [
     "Discrete",
     "Environment",
     "EpisodeStatistics",
+    "FlattenActions",
     "GroupReset",
     "MultiDiscrete",
     "NormalizeObservation",
@@ -176,26 +179,38 @@ def _unknown_id_message(env_id: str) -> str:
     return f"{message} Known ids (<backend>/<name>) - {known}"
 
 
-def make(env_id: str, **kwargs: Any) -> tuple[Environment, PyTree]:
+def make(
+    env_id: str, flatten_actions: bool | None = None, **kwargs: Any
+) -> tuple[Environment, PyTree]:
     """Builds the environment ``<backend>/<name>``; returns ``(env, env.default_params)``.
 
     ``kwargs`` go to the backend adapter (``GymnaxEnv`` / ``BraxEnv`` / ``CraftaxEnv`` ...).
+    ``flatten_actions``: wrap a ``MultiDiscrete`` env in :class:`FlattenActions` (one
+    ``Discrete`` over the action vectors); by default (``None``) exactly the envs whose
+    action mask is joint over the vectors, which no per-entry policy can respect.
     Raises ``ValueError`` naming close matches and all known ids for an unknown id, and
     ``ImportError`` naming the extra to install for an id of a suite that is not installed.
     """
+    env = _build(env_id, **kwargs)
+    params = env.default_params
+    if flatten_actions is None:
+        flatten_actions = has_joint_mask(env, params)
+    if flatten_actions:
+        env = FlattenActions(env)
+    return env, params
+
+
+def _build(env_id: str, **kwargs: Any) -> Environment:
     if env_id in _REGISTERED:
-        env = _REGISTERED[env_id](**kwargs)
-        return env, env.default_params
+        return _REGISTERED[env_id](**kwargs)
     backend, _, name = env_id.partition("/")
     if backend in SUITES and name in SUITES[backend].names:
         if not SUITES[backend].installed():
             raise ImportError(SUITES[backend].not_installed_message(env_id))
-        env = adapter_class(backend)(name, **kwargs)
-        return env, env.default_params
+        return adapter_class(backend)(name, **kwargs)
     if backend not in _BACKENDS or name not in _BACKENDS[backend][0]():
         raise ValueError(_unknown_id_message(env_id))
-    env = _BACKENDS[backend][1](name, **kwargs)
-    return env, env.default_params
+    return _BACKENDS[backend][1](name, **kwargs)
 
 
 def __getattr__(name: str) -> Any:

@@ -37,6 +37,7 @@ import numpy as np
 
 Array = jax.Array
 PyTree = Any
+ACTION_MASK = "action_mask"  # the observation entry that marks valid actions
 
 
 @dataclass(frozen=True)

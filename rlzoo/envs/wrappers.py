@@ -20,14 +20,18 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 from rlzoo.envs.core import (
+    ACTION_MASK,
     Array,
     Bool,
     Box,
     Dict,
+    Discrete,
     Environment,
+    MultiDiscrete,
     PyTree,
     Space,
     TreeObservation,
@@ -446,3 +450,60 @@ class RescaleAction(Wrapper):
         frac = (action - self.low) / (self.high - self.low)
         inner_action = inner.low + frac * (inner.high - inner.low)
         return self.env.step(key, state, inner_action.astype(jnp.float32), params)
+
+
+def has_joint_mask(env: Environment, params: PyTree) -> bool:
+    """A ``MultiDiscrete(nvec)`` env whose action mask flags whole action vectors (shape
+    ``nvec``: Jumanji's Tetris, Minesweeper, Sudoku, FlatPack)."""
+    space, obs_space = env.action_space(params), env.observation_space(params)
+    if not isinstance(space, MultiDiscrete) or len(space.nvec) < 2:
+        return False
+    mask = dict(obs_space.spaces).get(ACTION_MASK) if isinstance(obs_space, Dict) else None
+    return mask is not None and tuple(mask.shape) == tuple(space.nvec)
+
+
+class FlattenActions(Wrapper):
+    """``MultiDiscrete(nvec)`` actions as one ``Discrete(prod(nvec))``, row-major.
+
+    Action ``a`` steps the inner env with ``unravel_index(a, nvec)``. A joint action mask
+    (shape ``nvec``) becomes a flat one (``prod(nvec),``), in the observation and in
+    ``info["final_observation"]``, so that a masked categorical policy respects it
+    exactly; independent per-entry categoricals cannot (``nets.check_entry_mask``).
+    """
+
+    def __init__(self, env: Environment):
+        super().__init__(env)
+        space = env.action_space(env.default_params)
+        if not isinstance(space, MultiDiscrete):
+            raise TypeError(f"FlattenActions needs a MultiDiscrete action space, got {space}")
+        self.nvec = tuple(int(n) for n in space.nvec)
+        self.joint_mask = has_joint_mask(env, env.default_params)
+
+    def action_space(self, params: PyTree) -> Discrete:
+        return Discrete(int(np.prod(self.nvec)))
+
+    def observation_space(self, params: PyTree) -> Space:
+        space = self.env.observation_space(params)
+        if not self.joint_mask:
+            return space
+        flat = Bool((int(np.prod(self.nvec)),))
+        return Dict({k: flat if k == ACTION_MASK else v for k, v in space.spaces})
+
+    def _flat_mask(self, obs: PyTree) -> PyTree:
+        if not self.joint_mask:
+            return obs
+        items = dict(obs)
+        mask = items[ACTION_MASK]
+        items[ACTION_MASK] = mask.reshape((*mask.shape[: mask.ndim - len(self.nvec)], -1))
+        return TreeObservation(items)
+
+    def reset(self, key: Array, params: PyTree) -> tuple[PyTree, PyTree]:
+        obs, state = self.env.reset(key, params)
+        return self._flat_mask(obs), state
+
+    def step(self, key: Array, state: PyTree, action: Array, params: PyTree) -> StepResult:
+        vector = jnp.stack(jnp.unravel_index(action, self.nvec), axis=-1).astype(jnp.int32)
+        obs, state, reward, terminated, truncated, info = self.env.step(key, state, vector, params)
+        if "final_observation" in info:
+            info = {**info, "final_observation": self._flat_mask(info["final_observation"])}
+        return self._flat_mask(obs), state, reward, terminated, truncated, info

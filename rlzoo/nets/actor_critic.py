@@ -9,7 +9,9 @@ categorical per entry (:func:`multi_categorical`): the head has ``sum(nvec)`` lo
 log-probabilities and entropies are sums over the entries. A mask for them is per entry,
 shape ``(len(nvec), max(nvec))`` (Jumanji's JobShop and MMST give these); a joint mask
 over whole action vectors (shape ``nvec``: Tetris, Minesweeper, Sudoku, FlatPack) does
-not factorise over the entries and is refused (:func:`check_entry_mask`).
+not factorise over the entries and is refused (:func:`check_entry_mask`);
+``rlzoo.envs.FlattenActions`` turns such an env into a ``Discrete`` one, and
+``rlzoo.envs.make`` applies it to them by default.
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rlzoo.nets.torsos import ObsEntry, make_torso, orthogonal
+from rlzoo.envs.core import ACTION_MASK, Box, Dict, Discrete, MultiDiscrete
+from rlzoo.nets.torsos import ObsEntry, make_torso, observation_entries, orthogonal
 
-MASK_KEY = "action_mask"
+MASK_KEY = ACTION_MASK
 
 
 def masked_logits(logits: jax.Array, mask: jax.Array) -> jax.Array:
@@ -56,13 +59,43 @@ def check_entry_mask(nvec: Sequence[int], mask_shape: Sequence[int]) -> None:
             f"the action mask {mask_shape} flags whole MultiDiscrete{nvec} action vectors; "
             "independent per-entry categoricals cannot respect a joint mask (it needs a "
             f"per-entry mask of shape {per_entry}, or a Discrete({int(np.prod(nvec))}) "
-            "action space over the flattened vectors)"
+            "action space over the flattened vectors: wrap the env in "
+            "rlzoo.envs.FlattenActions, as rlzoo.envs.make does unless flatten_actions=False)"
         )
     if mask_shape != per_entry:
         raise ValueError(
             f"the action mask {mask_shape} does not fit MultiDiscrete{nvec}: a per-entry "
             f"mask has shape {per_entry}"
         )
+
+
+def policy_spaces(action_space, obs_space, agent: str) -> dict:
+    """The keyword arguments that fit a policy network (``ActorCritic``, ``Policy``) to
+    these spaces: ``action_dim`` (categories, ``sum(nvec)`` logits or Gaussian dims),
+    ``discrete``, ``action_nvec`` and ``obs_entries`` (for ``Dict`` observations).
+
+    Refuses other action spaces, and a ``MultiDiscrete`` mask that is not per entry, in
+    one line naming ``agent``.
+    """
+    nvec = None
+    if isinstance(action_space, Discrete):
+        action_dim = action_space.n
+    elif isinstance(action_space, MultiDiscrete):
+        nvec, action_dim = tuple(action_space.nvec), sum(action_space.nvec)
+        if isinstance(obs_space, Dict) and ACTION_MASK in dict(obs_space.spaces):
+            check_entry_mask(nvec, obs_space[ACTION_MASK].shape)
+    elif isinstance(action_space, Box):
+        action_dim = action_space.shape[0]
+    else:
+        raise ValueError(
+            f"{agent} needs a Discrete, MultiDiscrete or Box action space, got {action_space!r}"
+        )
+    return dict(
+        action_dim=action_dim,
+        discrete=not isinstance(action_space, Box),
+        action_nvec=nvec,
+        obs_entries=observation_entries(obs_space) if isinstance(obs_space, Dict) else None,
+    )
 
 
 def multi_categorical(
@@ -112,7 +145,8 @@ def action_distribution(
 
 
 class Policy(nn.Module):
-    """``obs -> action distribution``: an MLP and a categorical or diagonal-Gaussian head.
+    """``obs -> action distribution``: an MLP and a categorical (masked, per entry for
+    ``MultiDiscrete``) or diagonal-Gaussian head; the fields as in ``ActorCritic``.
 
     The Gaussian's log standard deviation is state-independent, as in ``ActorCritic``.
     """
@@ -122,17 +156,20 @@ class Policy(nn.Module):
     hidden_sizes: Sequence[int] = (256, 256)
     activation: str = "relu"
     log_std_init: float = 0.0
+    obs_entries: tuple[ObsEntry, ...] | None = None
+    action_nvec: tuple[int, ...] | None = None
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> distrax.Distribution:
-        features = make_torso("mlp", self.hidden_sizes, self.activation)(obs)
-        out = nn.Dense(self.action_dim, kernel_init=orthogonal(0.01))(features)
+        torso = make_torso("mlp", self.hidden_sizes, self.activation, self.obs_entries)
+        out = nn.Dense(self.action_dim, kernel_init=orthogonal(0.01))(torso(obs))
         log_std = None
         if not self.discrete:
             log_std = self.param(
                 "log_std", nn.initializers.constant(self.log_std_init), (self.action_dim,)
             )
-        return action_distribution(out, log_std)
+        mask = action_mask(obs) if self.discrete else None
+        return action_distribution(out, log_std, mask, self.action_nvec)
 
 
 SEPARATE_TORSOS = ("mlp", "flat_mlp")  # the critic has its own; a CNN is shared

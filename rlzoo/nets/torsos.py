@@ -9,6 +9,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rlzoo.envs.core import ACTION_MASK, Dict
+
 ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu, "elu": nn.elu, "silu": nn.silu, "gelu": nn.gelu}
 
 
@@ -93,13 +95,13 @@ class MinAtarCNN(nn.Module):
 ObsEntry = tuple[tuple[str, ...], int]
 
 
-def observation_entries(space, skip: Sequence[str] = ("action_mask",)) -> tuple[ObsEntry, ...]:
+def observation_entries(space, skip: Sequence[str] = (ACTION_MASK,)) -> tuple[ObsEntry, ...]:
     """The entries of a ``Dict`` observation space a flat torso reads, in order: every
     array entry (nested ones too) except those named in ``skip`` (the action mask)."""
     entries: list[ObsEntry] = []
 
     def walk(sub, path):
-        if hasattr(sub, "spaces"):  # rlzoo.envs.Dict (nets do not import envs)
+        if isinstance(sub, Dict):
             for name, inner in sub.spaces:
                 if name not in skip:
                     walk(inner, (*path, name))
