@@ -339,6 +339,10 @@ def test_a_joint_mask_env_is_flattened_to_discrete_and_ppo_respects_it():
     assert isinstance(env, envs.FlattenActions) and env.action_space(params) == envs.Discrete(40)
     assert dict(env.observation_space(params).spaces)["action_mask"] == envs.Bool((40,))
     assert isinstance(raw.action_space(params), envs.MultiDiscrete)
+    with pytest.raises(ValueError, match="flatten_actions must be True, False or None"):
+        envs.make("jumanji/Tetris-v0", flatten_actions="yes")
+    with pytest.raises(ValueError, match=r"gymnax/CartPole-v1 has Discrete"):
+        envs.make("gymnax/CartPole-v1", flatten_actions=True)
     keys = jax.random.split(jax.random.key(3), 8)
     obs, state = jax.vmap(env.reset, in_axes=(0, None))(keys, params)
     raw_obs, raw_state = jax.vmap(raw.reset, in_axes=(0, None))(keys, params)

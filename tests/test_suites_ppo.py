@@ -40,7 +40,7 @@ def test_a_short_ppo_run_improves_an_easy_env(suite):
     keys = jax.random.split(jax.random.key(0), 2)
     evaluate = jax.jit(jax.vmap(agent.evaluate, in_axes=(0, None)))
     before = evaluate(jax.jit(jax.vmap(agent.init))(keys), jax.random.key(7))
-    state, metrics = jax.jit(jax.vmap(ppo.make_train(config, env, params)))(keys)
+    state, _ = jax.jit(jax.vmap(ppo.make_train(config, env, params)))(keys)
     after = evaluate(state, jax.random.key(7))
     before = np.asarray(before["eval/stochastic_return"])
     after = np.asarray(after["eval/stochastic_return"])

@@ -191,11 +191,18 @@ def make(
     Raises ``ValueError`` naming close matches and all known ids for an unknown id, and
     ``ImportError`` naming the extra to install for an id of a suite that is not installed.
     """
+    if flatten_actions not in (None, True, False):
+        raise ValueError(f"flatten_actions must be True, False or None, got {flatten_actions!r}")
     env = _build(env_id, **kwargs)
     params = env.default_params
     if flatten_actions is None:
         flatten_actions = has_joint_mask(env, params)
     if flatten_actions:
+        space = env.action_space(params)
+        if not isinstance(space, MultiDiscrete):
+            raise ValueError(
+                f"flatten_actions=True flattens MultiDiscrete actions; {env_id} has {space}"
+            )
         env = FlattenActions(env)
     return env, params
 
