@@ -19,7 +19,9 @@ program per agent and level), and TD3+BC and IQL also with trajectory weighting
 The diffusion agents get a denoiser of one residual block of ``--width`` and critics of
 two ``--width`` layers; FQL runs with ``normalize_q_loss`` and ``alpha = --fql_alpha``
 (its README's advice for a new environment). Prints a Markdown table and writes
-``results.json``. Small networks and budgets by default, so that it runs on a CPU.
+``results.json`` and the record after every agent-level run; a rerun with the same ``--out``
+and arguments reuses the levels (``levels.json``) and the finished runs and goes on with the
+rest. Small networks and budgets by default, so that it runs on a CPU.
 """
 
 from __future__ import annotations
@@ -89,24 +91,34 @@ def train_behaviour(env, params, args):
         evaluate_policy(random_act(env.action_space(params)), None, jax.random.PRNGKey(1), env,
                         params, 32)["eval/deterministic_return"]
     )  # fmt: skip
-    snapshots = []  # (state, score) after every chunk: medium is chosen once expert is known
+    # Scores after every chunk; medium is chosen once the expert is known. The first chunk
+    # above any threshold beats every chunk before it, so only those states can become
+    # medium (or the best expert) and only they are kept on the host.
+    scores, kept = [], {}
     for i in range(agent.num_iterations // chunk):
         state, _ = run_chunk(state)
-        score = float(evaluate(state, jax.random.PRNGKey(100 + i))[agent.score_key])
-        print(f"  sac chunk {i}: {score:.1f}", flush=True)
-        snapshots.append((jax.device_get(state), score))
+        scores.append(float(evaluate(state, jax.random.PRNGKey(100 + i))[agent.score_key]))
+        print(f"  sac chunk {i}: {scores[-1]:.1f}", flush=True)
+        if scores[-1] > max(scores[:-1], default=-np.inf):
+            kept[i] = jax.device_get(state)
     if args.expert_policy == "best":  # SAC's returns swing between chunks on Brax
-        state = max(snapshots, key=lambda snap: snap[1])[0]
+        state = kept[int(np.argmax(scores))]
     expert_return = float(evaluate(state, jax.random.PRNGKey(7))[agent.score_key])
     reference = expert_return if args.expert_reference is None else args.expert_reference
     target = random_return + (reference - random_return) / 3.0
-    medium = next((snap for snap in snapshots if snap[1] >= target), None)
+    medium = next((i for i, score in enumerate(scores) if score >= target), None)
     if medium is None:
         raise SystemExit(
             f"SAC never reached the medium level ({target:.1f}); raise --expert_steps or "
             "lower --expert_reference"
         )
-    return agent, jax.device_get(state), medium, random_return, expert_return
+    return (
+        agent,
+        jax.device_get(state),
+        (kept[medium], scores[medium]),
+        random_return,
+        expert_return,
+    )
 
 
 def make_levels(env, params, args, out):
@@ -184,6 +196,69 @@ def build_program(name, env_id, env, params, args, sampler):
     return agent, train, evaluate
 
 
+def label(name: str, sampler: str) -> str:
+    return name if sampler == "uniform" else f"{name}+RW"
+
+
+def agent_runs(names: list[str], level: str) -> list[tuple[str, str]]:
+    """(agent, sampler) pairs on a level: trajectory weighting too on the mixed ones."""
+    runs = [(name, "uniform") for name in names]
+    if level in MIXED:
+        runs += [(name, "return") for name in WEIGHTED if name in names]
+    return runs
+
+
+# What the levels and the scores depend on: a rerun with the same values resumes.
+LEVEL_ARGS = ("env", "expert_reference", "expert_steps", "expert_policy", "transitions",
+              "width", "seed")  # fmt: skip
+SCORE_ARGS = (*LEVEL_ARGS, "offline_steps", "seeds", "fql_alpha")
+
+
+def atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def cached_levels(env, params, args, out: Path) -> tuple[dict, float, float]:
+    """The levels of ``out`` if they were made with the same arguments, else new ones."""
+    path = out / "levels.json"
+    wanted = {key: getattr(args, key) for key in LEVEL_ARGS}
+    if path.exists():
+        saved = json.loads(path.read_text())
+        if saved["args"] == wanted and all(
+            (out / "minari" / i).exists() for i in saved["ids"].values()
+        ):
+            os.environ["MINARI_DATASETS_PATH"] = str(out / "minari")
+            print(f"levels from {path} (random {saved['random_return']:.1f}, "
+                  f"expert {saved['expert_return']:.1f})")  # fmt: skip
+            return saved["ids"], saved["random_return"], saved["expert_return"]
+        raise SystemExit(f"{out} holds levels made with other arguments ({saved['args']}); "
+                         "pass another --out or delete it")  # fmt: skip
+    ids, random_return, expert_return = make_levels(env, params, args, out)
+    saved = dict(args=wanted, ids=ids, random_return=random_return, expert_return=expert_return)
+    atomic_write(path, json.dumps(saved, indent=1))
+    return ids, random_return, expert_return
+
+
+def finished_rows(args, out: Path, random_return: float, expert_return: float) -> list[dict]:
+    """Rows of an earlier run of the same suite in ``out``.
+
+    None if its arguments differ or if its levels scored otherwise: remade levels (a fresh
+    ``out`` holding only ``results.json``) must be the same datasets for old rows to count.
+    """
+    path = out / "results.json"
+    if not path.exists():
+        return []
+    saved = json.loads(path.read_text())
+    if any(saved.get(key) != getattr(args, key) for key in SCORE_ARGS):
+        return []
+    if (saved["random_return"], saved["expert_return"]) != (random_return, expert_return):
+        print(f"{path} was scored on other levels: its rows are not reused")
+        return []
+    return saved["rows"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--env", default="gymnax/Pendulum-v1")
@@ -212,33 +287,54 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     env, params = envs.make(args.env)
     start = time.perf_counter()
-    ids, random_return, expert_return = make_levels(env, params, args, out)
-    rows = []
-    names = args.agents.split(",")
-    for level in args.levels.split(","):
-        data = load_dataset(f"minari:{ids[level]}")
-        runs = [(name, "uniform") for name in names]
-        if level in MIXED:
-            runs += [(name, "return") for name in WEIGHTED if name in names]
-        for name, sampler in runs:
-            run_start = time.perf_counter()
-            returns = score_agent(name, args.env, env, params, data, args, sampler)
-            seconds = time.perf_counter() - run_start
-            scores = normalized_score(returns, random_return, expert_return)
-            interval = mean_interval(scores)
-            label = name if sampler == "uniform" else f"{name}+RW"
-            rows.append(
-                dict(level=level, agent=label, mean=interval.estimate, low=interval.low,
-                     high=interval.high, scores=scores.tolist(), seconds=seconds)
-            )  # fmt: skip
-            print(f"  {level:14s} {label:10s} {interval.estimate:6.1f} "
-                  f"[{interval.low:6.1f}, {interval.high:6.1f}]", flush=True)  # fmt: skip
-    table = score_table(rows, args.seeds, random_return, expert_return)
-    print(table)
-    summary = dict(vars(args), random_return=random_return, expert_return=expert_return,
-                   wall_seconds=time.perf_counter() - start, rows=rows, table=table)  # fmt: skip
-    (out / "results.json").write_text(json.dumps(summary, indent=1))
-    record(args.record_name, summary)
+    ids, random_return, expert_return = cached_levels(env, params, args, out)
+    plan = [
+        (level, label(name, sampler), name, sampler)
+        for level in args.levels.split(",")
+        for name, sampler in agent_runs(args.agents.split(","), level)
+    ]
+    order = {(level, run): i for i, (level, run, _, _) in enumerate(plan)}
+    rows = [
+        row
+        for row in finished_rows(args, out, random_return, expert_return)
+        if (row["level"], row["agent"]) in order
+    ]
+    done = {(row["level"], row["agent"]) for row in rows}
+
+    def write() -> str:
+        # After every run, so that a crash keeps what finished and a rerun resumes there.
+        rows.sort(key=lambda row: order[row["level"], row["agent"]])
+        table = score_table(rows, args.seeds, random_return, expert_return)
+        if len(rows) < len(plan):
+            table += f"\n\nPartial: {len(rows)} of {len(plan)} agent-level runs finished."
+        summary = dict(
+            vars(args), random_return=random_return, expert_return=expert_return, rows=rows,
+            table=table, wall_seconds_this_process=time.perf_counter() - start,
+        )  # fmt: skip
+        atomic_write(out / "results.json", json.dumps(summary, indent=1))
+        record(args.record_name, summary)
+        return table
+
+    datasets: dict = {}
+    for level, run, name, sampler in plan:
+        if (level, run) in done:
+            print(f"  {level:14s} {run:10s} finished before: kept", flush=True)
+            continue
+        if level not in datasets:
+            datasets = {level: load_dataset(f"minari:{ids[level]}")}  # one level in memory
+        run_start = time.perf_counter()
+        returns = score_agent(name, args.env, env, params, datasets[level], args, sampler)
+        seconds = time.perf_counter() - run_start
+        scores = normalized_score(returns, random_return, expert_return)
+        interval = mean_interval(scores)
+        rows.append(
+            dict(level=level, agent=run, mean=interval.estimate, low=interval.low,
+                 high=interval.high, scores=scores.tolist(), seconds=seconds)
+        )  # fmt: skip
+        print(f"  {level:14s} {run:10s} {interval.estimate:6.1f} "
+              f"[{interval.low:6.1f}, {interval.high:6.1f}]", flush=True)  # fmt: skip
+        write()
+    print(write())
 
 
 if __name__ == "__main__":

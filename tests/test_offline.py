@@ -397,3 +397,42 @@ def test_trajectory_weighting_matches_the_papers_rule():
     probs = np.exp(logits - logits.max())
     np.testing.assert_allclose(np.diff(np.concatenate([[0.0], cdf])), probs / probs.sum(),
                                rtol=1e-4, atol=1e-6)  # fmt: skip
+
+
+@struct.dataclass
+class CountingState:
+    key: jax.Array
+    iteration: jax.Array
+    gradient_step: jax.Array
+    draws: jax.Array  # one uniform draw per step from that step's key, in order
+
+
+def test_delayed_learn_steps_skip_the_actor_between_delays_with_the_same_keys():
+    """The TD3 family's schedule: actor steps where gradient_step + 1 is a multiple of the
+    delay, each step's key the one the plain scan would give, metrics averaged per side."""
+    from rlzoo.core.offline import scan_delayed_learn_steps, scan_learn_steps
+
+    def learn_step(state, key, actor_step):
+        metrics = {"critic": state.gradient_step.astype(jnp.float32)}
+        if actor_step:
+            metrics["actor"] = state.gradient_step.astype(jnp.float32)
+        draws = state.draws.at[state.gradient_step].set(jax.random.uniform(key))
+        return state.replace(gradient_step=state.gradient_step + 1, draws=draws), metrics
+
+    start = CountingState(jax.random.PRNGKey(5), jnp.int32(0), jnp.int32(0), jnp.zeros(12))
+    delayed, metrics = scan_delayed_learn_steps(learn_step, start, 12, 3)
+    plain, _ = scan_learn_steps(lambda s, k: learn_step(s, k, True), start, 12)
+    assert int(delayed.gradient_step) == 12 and int(delayed.iteration) == 1
+    np.testing.assert_array_equal(delayed.key, plain.key)
+    np.testing.assert_array_equal(delayed.draws, plain.draws)
+    assert len(set(np.asarray(plain.draws).tolist())) == 12
+    assert float(metrics["critic"]) == pytest.approx(np.mean(np.arange(12)))
+    assert float(metrics["actor"]) == pytest.approx(np.mean([2, 5, 8, 11]))
+
+
+def test_offline_td3_family_refuses_an_iteration_that_ends_between_actor_steps():
+    for module in (td3_bc, prdc, a2pr):
+        config = module.Config(total_steps=9, updates_per_iteration=3, policy_delay=2)
+        with pytest.raises(ValueError, match="updates_per_iteration = 3 is not a multiple of "
+                           "policy_delay = 2"):  # fmt: skip
+            module.check_config(config)

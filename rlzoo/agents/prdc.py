@@ -11,7 +11,7 @@ logged with its own state: for a batch state ``s`` the query ``[beta * s, pi(s)]
 matched against every key ``[beta * s_i, a_i]`` (k = 1, beta 2, as in the paper), and the
 actor minimises ``-lambda * Q(s, pi(s)) + mean (pi(s) - a_nn)^2``. The search is exact and
 runs on the device in chunks of ``search_chunk`` keys (``rlzoo.data.sampling``): memory is
-``batch x chunk`` and time ``batch x N x dim`` per gradient step. The paper builds a
+``batch x chunk x dim`` and time ``batch x N x dim`` per gradient step. The paper builds a
 KD-tree on the host; the device search gives the same neighbour (up to float rounding).
 """
 
@@ -30,15 +30,16 @@ from rlzoo.core.agent import make_train as make_train_from_agent
 from rlzoo.core.evaluation import EVAL_METRICS
 from rlzoo.core.hparams import static, traced
 from rlzoo.core.off_policy import (
+    actor_step_update,
     apply_gradients,
+    critic_step_update,
     critic_update,
-    delayed_update,
     smoothed_target,
 )
 from rlzoo.core.offline import (
     check_offline_config,
     prepare_batch,
-    scan_learn_steps,
+    scan_delayed_learn_steps,
 )
 from rlzoo.data.sampling import ObsScale, nearest_neighbour, sample_batch, sampling_cdf
 from rlzoo.envs import Environment
@@ -64,7 +65,7 @@ class Config:
     updates_per_iteration: int = static(1_000, "Gradient steps per logged iteration.")
     batch_size: int = static(256, "Transitions per gradient step, sampled with replacement.")
     policy_delay: int = static(2, "Critic steps per actor and target update.")
-    search_chunk: int = static(4096, "Dataset keys per chunk of the nearest-neighbour search.")
+    search_chunk: int = static(256, "Dataset keys per chunk of the nearest-neighbour search.")
     sampler: str = static("uniform", "'uniform', or trajectory weighting 'return' / 'advantage'.")
     normalize_observations: bool = static(True, "Standardise states by dataset mean, std+1e-3.")
     hidden_sizes: tuple[int, ...] = static((256, 256), "Actor and critic layer sizes.")
@@ -141,8 +142,9 @@ def learn_step(
     keys: jax.Array,
     state: TrainState,
     key: jax.Array,
+    actor_step: bool,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
-    """A critic step; every ``policy_delay``-th step also an actor step and target updates."""
+    """A critic step; with ``actor_step`` (static) also an actor step and target updates."""
     cfg = state.config
     tx = optax.adam(cfg.learning_rate)
     sample_key, noise_key = jax.random.split(key)
@@ -159,7 +161,9 @@ def learn_step(
         nets.critic, tx, state.critic_params, state.critic_opt, obs, actions, target
     )
 
-    # DELAYED ACTOR AND TARGETS (computed every step, kept on every policy_delay-th)
+    # DELAYED ACTOR AND TARGETS (every policy_delay-th step)
+    if not actor_step:
+        return critic_step_update(state, critic_params, critic_opt), metrics
     # NEAREST DATASET PAIR to [beta s, pi(s)], searched with the current policy's actions.
     pi_now = nets.actor.apply(state.actor_params, obs)
     index, distance = nearest_neighbour(
@@ -175,9 +179,7 @@ def learn_step(
     grads, actor_metrics = jax.grad(actor_objective, has_aux=True)(state.actor_params)
     actor_metrics["policy/neighbour_distance"] = jnp.sqrt(distance).mean()
     actor_params, actor_opt = apply_gradients(tx, grads, state.actor_params, state.actor_opt)
-    state = delayed_update(
-        state, critic_params, critic_opt, actor_params, actor_opt, cfg.policy_delay, cfg.tau
-    )
+    state = actor_step_update(state, critic_params, critic_opt, actor_params, actor_opt, cfg.tau)
     return state, {**metrics, **actor_metrics}
 
 
@@ -188,10 +190,11 @@ def update(
     cfg = state.config
     cdf = sampling_cdf(data, cfg.sampler, cfg.weighting_temperature)
     keys = search_keys(state.obs_scale, bounds, data, cfg.beta)  # O(N), once per iteration
-    return scan_learn_steps(
-        lambda s, k: learn_step(nets, bounds, data, cdf, keys, s, k),
+    return scan_delayed_learn_steps(
+        lambda s, k, actor_step: learn_step(nets, bounds, data, cdf, keys, s, k, actor_step),
         state,
         cfg.updates_per_iteration,
+        cfg.policy_delay,
     )
 
 

@@ -34,11 +34,12 @@ from rlzoo.core.agent import make_train as make_train_from_agent
 from rlzoo.core.evaluation import EVAL_METRICS
 from rlzoo.core.hparams import static, traced
 from rlzoo.core.off_policy import (
+    actor_step_update,
     apply_gradients,
     box_action_space,
     build_agent,
+    critic_step_update,
     critic_update,
-    delayed_update,
     init_actor_critic,
     smoothed_target,
 )
@@ -48,7 +49,7 @@ from rlzoo.core.offline import (
     init_obs_scale,
     prepare_batch,
     scaled_policy_params,
-    scan_learn_steps,
+    scan_delayed_learn_steps,
 )
 from rlzoo.data.sampling import ObsScale, sample_batch, sampling_cdf
 from rlzoo.data.store import check_dataset
@@ -158,8 +159,9 @@ def learn_step(
     cdf: jax.Array | None,
     state: TrainState,
     key: jax.Array,
+    actor_step: bool,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
-    """A critic step; every ``policy_delay``-th step also an actor step and target updates."""
+    """A critic step; with ``actor_step`` (static) also an actor step and target updates."""
     cfg = state.config
     tx = optax.adam(cfg.learning_rate)
     sample_key, noise_key = jax.random.split(key)
@@ -176,7 +178,10 @@ def learn_step(
         nets.critic, tx, state.critic_params, state.critic_opt, obs, actions, target
     )
 
-    # DELAYED ACTOR AND TARGETS (computed every step, kept on every policy_delay-th)
+    # DELAYED ACTOR AND TARGETS (every policy_delay-th step)
+    if not actor_step:
+        return critic_step_update(state, critic_params, critic_opt), metrics
+
     def actor_objective(params):
         pi_action = nets.actor.apply(params, obs)
         q_pi = nets.critic.apply(critic_params, obs, pi_action)[0]
@@ -184,9 +189,7 @@ def learn_step(
 
     grads, actor_metrics = jax.grad(actor_objective, has_aux=True)(state.actor_params)
     actor_params, actor_opt = apply_gradients(tx, grads, state.actor_params, state.actor_opt)
-    state = delayed_update(
-        state, critic_params, critic_opt, actor_params, actor_opt, cfg.policy_delay, cfg.tau
-    )
+    state = actor_step_update(state, critic_params, critic_opt, actor_params, actor_opt, cfg.tau)
     return state, {**metrics, **actor_metrics}
 
 
@@ -196,8 +199,11 @@ def update(
     """``updates_per_iteration`` gradient steps on minibatches drawn from ``data``."""
     cfg = state.config
     cdf = sampling_cdf(data, cfg.sampler, cfg.weighting_temperature)
-    return scan_learn_steps(
-        lambda s, k: learn_step(nets, bounds, data, cdf, s, k), state, cfg.updates_per_iteration
+    return scan_delayed_learn_steps(
+        lambda s, k, actor_step: learn_step(nets, bounds, data, cdf, s, k, actor_step),
+        state,
+        cfg.updates_per_iteration,
+        cfg.policy_delay,
     )
 
 

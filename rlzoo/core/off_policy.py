@@ -115,6 +115,38 @@ def critic_update(
     return critic_params, critic_opt, metrics
 
 
+def critic_step_update(state: Any, critic_params: Any, critic_opt: Any) -> Any:
+    """A gradient step that updates only the critics (the TD3 family between actor steps)."""
+    return state.replace(
+        critic_params=critic_params,
+        critic_opt=critic_opt,
+        gradient_step=state.gradient_step + 1,
+    )
+
+
+def actor_step_update(
+    state: Any,
+    critic_params: Any,
+    critic_opt: Any,
+    actor_params: Any,
+    actor_opt: Any,
+    tau: float | jax.Array,
+) -> Any:
+    """A gradient step that updates the critics and the actor and polyaks both targets.
+
+    ``state`` has the TD3 family's fields (``actor_params``, ``target_actor_params``, ...).
+    """
+    return state.replace(
+        critic_params=critic_params,
+        critic_opt=critic_opt,
+        actor_params=actor_params,
+        actor_opt=actor_opt,
+        target_actor_params=polyak(state.target_actor_params, actor_params, tau),
+        target_critic_params=polyak(state.target_critic_params, critic_params, tau),
+        gradient_step=state.gradient_step + 1,
+    )
+
+
 def delayed_update(
     state: Any,
     critic_params: Any,
@@ -126,28 +158,19 @@ def delayed_update(
 ) -> Any:
     """Keep the new critics; keep the actor and polyak the targets every ``policy_delay``-th step.
 
-    The actor step is computed every step and discarded in between (one program, no branch).
-    ``state`` has the TD3 family's fields (``actor_params``, ``target_actor_params``, ...).
+    For a step that cannot know statically whether it is an actor step (online TD3, one env
+    step per update): the actor step is computed every step and discarded in between. The
+    offline agents know it statically and skip it (``core.offline.scan_delayed_learn_steps``).
     """
     delayed = (state.gradient_step + 1) % policy_delay == 0
+    updated = actor_step_update(state, critic_params, critic_opt, actor_params, actor_opt, tau)
 
-    def keep_if_delayed(new, old):
+    def keep_if_delayed(field: str) -> Any:
+        new, old = getattr(updated, field), getattr(state, field)
         return jax.tree.map(lambda n, o: jnp.where(delayed, n, o), new, old)
 
-    return state.replace(
-        critic_params=critic_params,
-        critic_opt=critic_opt,
-        actor_params=keep_if_delayed(actor_params, state.actor_params),
-        actor_opt=keep_if_delayed(actor_opt, state.actor_opt),
-        target_actor_params=keep_if_delayed(
-            polyak(state.target_actor_params, actor_params, tau), state.target_actor_params
-        ),
-        target_critic_params=keep_if_delayed(
-            polyak(state.target_critic_params, critic_params, tau),
-            state.target_critic_params,
-        ),
-        gradient_step=state.gradient_step + 1,
-    )
+    delayed_fields = ("actor_params", "actor_opt", "target_actor_params", "target_critic_params")
+    return updated.replace(**{field: keep_if_delayed(field) for field in delayed_fields})
 
 
 def init_actor_critic(

@@ -29,6 +29,13 @@ def check_offline_config(config: Any, positive: tuple[str, ...]) -> None:
             raise ValueError(f"{name} must be >= 1, got {getattr(config, name)}")
     if config.sampler not in SAMPLERS:
         raise ValueError(f"sampler must be one of {SAMPLERS}, got {config.sampler!r}")
+    policy_delay = getattr(config, "policy_delay", 1)
+    if config.updates_per_iteration % policy_delay:
+        raise ValueError(
+            f"updates_per_iteration = {config.updates_per_iteration} is not a multiple of "
+            f"policy_delay = {policy_delay}: every iteration must end on an actor step; "
+            "change one of them."
+        )
     if config.total_steps < config.updates_per_iteration:
         raise ValueError(
             f"total_steps = {config.total_steps} is less than one iteration's "
@@ -68,6 +75,42 @@ def scan_learn_steps(
     state, metrics = jax.lax.scan(
         learn_step, state.replace(key=key), jax.random.split(scan_key, num_steps)
     )
+    return state.replace(iteration=state.iteration + 1), jax.tree.map(jnp.mean, metrics)
+
+
+def scan_delayed_learn_steps(
+    learn_step: Callable[[Any, jax.Array, bool], tuple[Any, Metrics]],
+    state: Any,
+    num_steps: int,
+    policy_delay: int,
+) -> tuple[Any, Metrics]:
+    """``num_steps`` steps of the TD3 family: ``policy_delay - 1`` critic steps, then one step
+    that also updates the actor and the targets, and so on.
+
+    ``learn_step(state, key, actor_step)`` takes ``actor_step`` as a Python bool, so the
+    critic-only steps never compute the actor's loss (nor what it needs, such as PRDC's
+    neighbour search). Keys are those ``scan_learn_steps`` would give, step for step, and the
+    actor steps fall where ``gradient_step + 1`` is a multiple of ``policy_delay`` (the
+    iteration starts at such a multiple: ``num_steps % policy_delay == 0``, checked by
+    ``check_offline_config``). Metrics of the critic side are means over all steps, those
+    only the actor step has are means over the actor steps.
+    """
+    key, scan_key = jax.random.split(state.key)
+    keys = jax.random.split(scan_key, num_steps)
+    groups = keys.reshape((num_steps // policy_delay, policy_delay, *keys.shape[1:]))
+
+    def group(state, group_keys):
+        critic_metrics = {}
+        if policy_delay > 1:
+            state, critic_metrics = jax.lax.scan(
+                lambda s, k: learn_step(s, k, False), state, group_keys[:-1]
+            )
+        state, metrics = learn_step(state, group_keys[-1], True)
+        for name, values in critic_metrics.items():
+            metrics[name] = (values.sum(axis=0) + metrics[name]) / policy_delay
+        return state, metrics
+
+    state, metrics = jax.lax.scan(group, state.replace(key=key), groups)
     return state.replace(iteration=state.iteration + 1), jax.tree.map(jnp.mean, metrics)
 
 

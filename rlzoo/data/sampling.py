@@ -110,39 +110,42 @@ def dataset_scale(observations: jax.Array, eps: float = 1e-3) -> ObsScale:
 
 
 def nearest_neighbour(
-    queries: jax.Array, keys: jax.Array, chunk_size: int = 4096
+    queries: jax.Array, keys: jax.Array, chunk_size: int = 256
 ) -> tuple[jax.Array, jax.Array]:
     """Index and squared distance of each query's nearest key (exact, Euclidean).
 
-    ``queries [B, d]`` against ``keys [N, d]``, in chunks of ``chunk_size`` keys so that
-    memory stays at ``B x chunk_size`` whatever N is (a dataset of millions fits). Ties go
-    to the lowest index.
+    ``queries [B, d]`` against ``keys [N, d]`` in two passes. The first scans chunks of
+    ``chunk_size`` keys and keeps only each chunk's smallest distance per query; the second
+    recomputes the distances inside each query's best chunk and takes the index there.
+    Memory stays at ``B x chunk_size x (d + 1)`` whatever N is (a dataset of millions fits).
+    Ties go to the lowest index.
+
+    Why two passes: XLA on CPU fuses a matmul with a ``min`` over its output but not with an
+    ``argmin`` or an elementwise term in between, so the one-pass search (distances, then a
+    running argmin) is several times slower. Writing the distance as one matmul,
+    ``[q, 1] . [-2k, |k|^2]`` (+ ``|q|^2`` afterwards, which does not change the argmin),
+    keeps the first pass a bare matmul-min.
     """
     n, d = keys.shape
     chunk_size = min(chunk_size, n)
     num_chunks = -(-n // chunk_size)
     padded = jnp.zeros((num_chunks * chunk_size, d), keys.dtype).at[:n].set(keys)
-    valid = jnp.arange(num_chunks * chunk_size) < n
-    query_norms = jnp.sum(jnp.square(queries), axis=1, keepdims=True)
-
-    def scan_chunk(carry, chunk):
-        best_distance, best_index = carry
-        block, block_valid, offset = chunk
-        distance = query_norms - 2.0 * queries @ block.T + jnp.sum(jnp.square(block), axis=1)
-        distance = jnp.where(block_valid, distance, jnp.inf)
-        index = jnp.argmin(distance, axis=1)
-        value = jnp.take_along_axis(distance, index[:, None], axis=1)[:, 0]
-        better = value < best_distance
-        return (
-            jnp.where(better, value, best_distance),
-            jnp.where(better, index + offset, best_index),
-        ), None
-
-    chunks = (
-        padded.reshape((num_chunks, chunk_size, d)),
-        valid.reshape((num_chunks, chunk_size)),
-        jnp.arange(num_chunks) * chunk_size,
+    # Padding keys get an infinite norm, hence an infinite distance.
+    key_norms = jnp.where(
+        jnp.arange(num_chunks * chunk_size) < n, jnp.sum(jnp.square(padded), axis=1), jnp.inf
     )
-    start = (jnp.full((queries.shape[0],), jnp.inf), jnp.zeros((queries.shape[0],), jnp.int32))
-    (distance, index), _ = jax.lax.scan(scan_chunk, start, chunks)
-    return index, jnp.maximum(distance, 0.0)
+    augmented_keys = jnp.concatenate([-2.0 * padded, key_norms[:, None]], axis=1)
+    augmented_keys = augmented_keys.reshape((num_chunks, chunk_size, d + 1))
+    augmented_queries = jnp.concatenate(
+        [queries, jnp.ones((*queries.shape[:-1], 1), queries.dtype)], axis=1
+    )
+
+    def chunk_min(carry, block):
+        return carry, jnp.min(augmented_queries @ block.T, axis=1)
+
+    _, chunk_minima = jax.lax.scan(chunk_min, None, augmented_keys)  # [num_chunks, B]
+    best_chunk = jnp.argmin(chunk_minima, axis=0)
+    distance = jnp.einsum("bd,bcd->bc", augmented_queries, augmented_keys[best_chunk])
+    index = best_chunk * chunk_size + jnp.argmin(distance, axis=1)
+    distance = jnp.min(distance, axis=1) + jnp.sum(jnp.square(queries), axis=1)
+    return index.astype(jnp.int32), jnp.maximum(distance, 0.0)
