@@ -78,7 +78,7 @@ __all__ = [
 
 
 def _gymnax_names() -> list[str]:
-    import gymnax
+    from rlzoo.envs.gymnax_env import gymnax  # with gymnax's plotting imports deferred
 
     return list(gymnax.registered_envs)
 

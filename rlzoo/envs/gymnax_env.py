@@ -35,13 +35,17 @@ from __future__ import annotations
 
 from typing import Any
 
-import gymnax
 import jax
 import jax.numpy as jnp
 import numpy as np
-from gymnax.environments import spaces as gspaces
 
 from rlzoo.envs.core import Array, Box, Discrete, Environment, PyTree, Space
+from rlzoo.envs.deferred_imports import defer_imports
+
+# gymnax imports its plotting stack at module level; a training run never draws.
+defer_imports("matplotlib.pyplot", "seaborn")
+import gymnax  # noqa: E402
+from gymnax.environments import spaces as gspaces  # noqa: E402
 
 # gymnax marks unbounded dimensions with float32's largest value rather than inf.
 _UNBOUNDED = float(np.finfo(np.float32).max) * 0.5
