@@ -5,9 +5,10 @@ agent on them (normalised score, mean and 95% bootstrap interval over seeds).
         --transitions=20000 --offline_steps=20000 --seeds=5 --out=runs/offline_suite
 
 Levels (D4RL's recipe): ``random`` (uniform actions), ``medium`` (the SAC policy at the
-first evaluation reaching a third of the way from random to ``--expert_reference``, by
-default the expert's return), ``expert`` (the SAC policy of the best evaluation, or the
-final one with ``--expert_policy=final``; its return is measured again), ``medium-replay``
+first of ``--sac_evaluations`` evenly spaced evaluations that reaches a third of the way
+from random to ``--expert_reference``, by default the expert's return), ``expert`` (the SAC
+policy of the best evaluation, or the final one with ``--expert_policy=final``; its return
+is measured again), ``medium-replay``
 (SAC's replay buffer at that moment: everything it had trained on, up to its capacity),
 ``medium-expert`` (medium + expert).
 Each is written as a Minari dataset under ``--out/minari`` with the random and expert
@@ -84,7 +85,7 @@ def train_behaviour(env, params, args):
     )  # fmt: skip
     agent = module.make_agent(config, env, params)
     state = jax.jit(agent.init)(jax.random.PRNGKey(args.seed), config, None)
-    chunk = max(1, agent.num_iterations // 20)
+    chunk = max(1, agent.num_iterations // args.sac_evaluations)
     run_chunk = jax.jit(lambda s: jax.lax.scan(lambda c, _: agent.update(c, None), s, None, chunk))
     evaluate = jax.jit(agent.evaluate)
     random_return = float(
@@ -209,8 +210,9 @@ def agent_runs(names: list[str], level: str) -> list[tuple[str, str]]:
 
 
 # What the levels and the scores depend on: a rerun with the same values resumes.
-LEVEL_ARGS = ("env", "expert_reference", "expert_steps", "expert_policy", "transitions",
-              "width", "seed")  # fmt: skip
+LEVEL_ARGS = ("env", "expert_reference", "expert_steps", "expert_policy", "sac_evaluations",
+              "transitions", "width", "seed")  # fmt: skip
+LEVEL_DEFAULTS = {"sac_evaluations": 20}  # levels saved before the flag existed used these
 SCORE_ARGS = (*LEVEL_ARGS, "offline_steps", "seeds", "fql_alpha")
 
 
@@ -226,7 +228,7 @@ def cached_levels(env, params, args, out: Path) -> tuple[dict, float, float]:
     wanted = {key: getattr(args, key) for key in LEVEL_ARGS}
     if path.exists():
         saved = json.loads(path.read_text())
-        if saved["args"] == wanted and all(
+        if {**LEVEL_DEFAULTS, **saved["args"]} == wanted and all(
             (out / "minari" / i).exists() for i in saved["ids"].values()
         ):
             os.environ["MINARI_DATASETS_PATH"] = str(out / "minari")
@@ -251,7 +253,7 @@ def finished_rows(args, out: Path, random_return: float, expert_return: float) -
     if not path.exists():
         return []
     saved = json.loads(path.read_text())
-    if any(saved.get(key) != getattr(args, key) for key in SCORE_ARGS):
+    if any(saved.get(key, LEVEL_DEFAULTS.get(key)) != getattr(args, key) for key in SCORE_ARGS):
         return []
     if (saved["random_return"], saved["expert_return"]) != (random_return, expert_return):
         print(f"{path} was scored on other levels: its rows are not reused")
@@ -271,6 +273,11 @@ def main() -> None:
     parser.add_argument(
         "--expert_policy", choices=("best", "final"), default="best",
         help="expert level: the best-evaluated SAC chunk or the final one",
+    )  # fmt: skip
+    parser.add_argument(
+        "--sac_evaluations", type=int, default=LEVEL_DEFAULTS["sac_evaluations"],
+        help="evaluations over SAC's run; medium and expert are chosen among them, so more "
+        "of them find a medium policy where SAC's return jumps",
     )  # fmt: skip
     parser.add_argument("--transitions", type=int, default=20_000)
     parser.add_argument("--offline_steps", type=int, default=20_000)
