@@ -6,9 +6,10 @@ agent on them (normalised score, mean and 95% bootstrap interval over seeds).
 
 Levels (D4RL's recipe): ``random`` (uniform actions), ``medium`` (the SAC policy at the
 first of ``--sac_evaluations`` evenly spaced evaluations that reaches a third of the way
-from random to ``--expert_reference``, by default the expert's return), ``expert`` (the SAC
-policy of the best evaluation, or the final one with ``--expert_policy=final``; its return
-is measured again), ``medium-replay``
+from random to ``--expert_reference``, by default the expert's return; with
+``--medium=closest``, the evaluation before the expert's that is closest to that return),
+``expert`` (the SAC policy of the best evaluation, or the final one with
+``--expert_policy=final``; its return is measured again), ``medium-replay``
 (SAC's replay buffer at that moment: everything it had trained on, up to its capacity),
 ``medium-expert`` (medium + expert).
 Each is written as a Minari dataset under ``--out/minari`` with the random and expert
@@ -93,21 +94,27 @@ def train_behaviour(env, params, args):
                         params, 32)["eval/deterministic_return"]
     )  # fmt: skip
     # Scores after every chunk; medium is chosen once the expert is known. The first chunk
-    # above any threshold beats every chunk before it, so only those states can become
-    # medium (or the best expert) and only they are kept on the host.
+    # above any threshold beats every chunk before it, so with --medium=first only those
+    # states can become medium (or the best expert) and only they are kept on the host.
     scores, kept = [], {}
     for i in range(agent.num_iterations // chunk):
         state, _ = run_chunk(state)
         scores.append(float(evaluate(state, jax.random.PRNGKey(100 + i))[agent.score_key]))
         print(f"  sac chunk {i}: {scores[-1]:.1f}", flush=True)
-        if scores[-1] > max(scores[:-1], default=-np.inf):
+        if args.medium == "closest" or scores[-1] > max(scores[:-1], default=-np.inf):
             kept[i] = jax.device_get(state)
+    expert_index = len(scores) - 1
     if args.expert_policy == "best":  # SAC's returns swing between chunks on Brax
-        state = kept[int(np.argmax(scores))]
+        expert_index = int(np.argmax(scores))
+        state = kept[expert_index]
     expert_return = float(evaluate(state, jax.random.PRNGKey(7))[agent.score_key])
     reference = expert_return if args.expert_reference is None else args.expert_reference
     target = random_return + (reference - random_return) / 3.0
-    medium = next((i for i, score in enumerate(scores) if score >= target), None)
+    if args.medium == "first":
+        medium = next((i for i, score in enumerate(scores) if score >= target), None)
+    else:  # a jump past the target in one chunk would make the first one the expert itself
+        before = np.asarray(scores[:expert_index])
+        medium = int(np.argmin(np.abs(before - target))) if before.size else None
     if medium is None:
         raise SystemExit(
             f"SAC never reached the medium level ({target:.1f}); raise --expert_steps or "
@@ -211,8 +218,9 @@ def agent_runs(names: list[str], level: str) -> list[tuple[str, str]]:
 
 # What the levels and the scores depend on: a rerun with the same values resumes.
 LEVEL_ARGS = ("env", "expert_reference", "expert_steps", "expert_policy", "sac_evaluations",
-              "transitions", "width", "seed")  # fmt: skip
-LEVEL_DEFAULTS = {"sac_evaluations": 20}  # levels saved before the flag existed used these
+              "medium", "transitions", "width", "seed")  # fmt: skip
+# Levels saved before these flags existed were made with these values.
+LEVEL_DEFAULTS = {"sac_evaluations": 20, "medium": "first"}
 SCORE_ARGS = (*LEVEL_ARGS, "offline_steps", "seeds", "fql_alpha")
 
 
@@ -278,6 +286,11 @@ def main() -> None:
         "--sac_evaluations", type=int, default=LEVEL_DEFAULTS["sac_evaluations"],
         help="evaluations over SAC's run; medium and expert are chosen among them, so more "
         "of them find a medium policy where SAC's return jumps",
+    )  # fmt: skip
+    parser.add_argument(
+        "--medium", choices=("first", "closest"), default=LEVEL_DEFAULTS["medium"],
+        help="medium level: the first evaluation at or past a third of the way to the expert, "
+        "or the one closest to that among the evaluations before the expert's",
     )  # fmt: skip
     parser.add_argument("--transitions", type=int, default=20_000)
     parser.add_argument("--offline_steps", type=int, default=20_000)
