@@ -317,7 +317,10 @@ def test_checkpoint_round_trip_is_bit_identical_and_holds_no_data(
     if data is not None:
         size = sum(p.stat().st_size for p in (tmp_path / "checkpoints").rglob("*") if p.is_file())
         data_bytes = sum(np.asarray(x).nbytes for x in jax.tree.leaves(data))
-        assert size < data_bytes / 2, (size, data_bytes)
+        state_bytes = sum(np.asarray(x).nbytes for x in jax.tree.leaves(state))
+        # A checkpoint that held the dataset would be at least state + data; the state alone
+        # (FQL's: about half the test dataset) plus orbax's metadata varies run to run.
+        assert size < state_bytes + data_bytes / 2, (size, state_bytes, data_bytes)
         lengths = {np.shape(x)[1] for x in jax.tree.leaves(state) if np.ndim(x) > 1}
         assert len(next(iter(data.values()))) not in lengths
 
