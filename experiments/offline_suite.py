@@ -303,6 +303,8 @@ def main() -> None:
     parser.add_argument("--fql_alpha", type=float, default=0.3)
     parser.add_argument("--out", default="runs/offline_suite")
     args = parser.parse_args()
+    if args.sac_evaluations < 1:
+        parser.error(f"--sac_evaluations={args.sac_evaluations}: SAC needs at least 1 evaluation")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     env, params = envs.make(args.env)
