@@ -104,7 +104,8 @@ def random_action_ceiling(env_id: str, num_envs: int, steps: int, num_seeds: int
     """Random-action env steps per second of ``num_seeds x num_envs`` envs, ``steps`` each.
 
     The vmapped shape of a training program, sharded over the same devices, in one jitted
-    scan; the second call is timed. Discrete action spaces only.
+    scan; the second call is timed. Actions are drawn from the env's action space (discrete
+    or box).
     """
     import jax
 
@@ -113,7 +114,7 @@ def random_action_ceiling(env_id: str, num_envs: int, steps: int, num_seeds: int
 
     env, params = envs.make(env_id)
     venv = envs.VectorEnv(envs.EpisodeStatistics(env), num_envs)
-    num_actions = env.action_space(params).n
+    space = env.action_space(params)
 
     def rollout(key):
         _, state = venv.reset(key, params)
@@ -121,7 +122,7 @@ def random_action_ceiling(env_id: str, num_envs: int, steps: int, num_seeds: int
         def step(carry, _):
             state, key = carry
             key, act_key, step_key = jax.random.split(key, 3)
-            action = jax.random.randint(act_key, (num_envs,), 0, num_actions)
+            action = jax.vmap(space.sample)(jax.random.split(act_key, num_envs))
             _, state, reward, *_ = venv.step(step_key, state, action, params)
             return (state, key), reward.sum()
 
