@@ -69,6 +69,13 @@ def test_schedules_end_near_pure_noise_and_reject_bad_input():
         diffusion.make_schedule("sigmoid", 10)
     with pytest.raises(ValueError, match=r"DDIM steps must be in 1\.\.10"):
         diffusion.ddim_sample(None, diffusion.make_schedule("vp", 10), OBS, NOISE, num_steps=20)
+    from rlzoo.agents import diffusion_bc
+
+    for change in (dict(hidden_size=0), dict(time_dim=-4), dict(num_blocks=-1)):
+        ((name, value),) = change.items()
+        config = diffusion_bc.Config(**change)
+        with pytest.raises(ValueError, match=f"{name} must be >= ., got {value}"):
+            diffusion.policy_from_config(config, 2)
 
 
 def test_candidates_shapes_determinism_and_a_learning_denoiser():

@@ -48,6 +48,11 @@ def test_update_to_data_ratio_and_bad_settings():
         td3.make_agent(td3.Config(), *envs.make("gymnax/CartPole-v1"))
     with pytest.raises(ValueError, match="cannot hold an n_step = 5 window"):
         sac.make_agent(sac.Config(buffer_size=8, num_envs=2, n_step=5), env, params)
+    # A zero-width layer fails at init with the field named, not inside the initialiser.
+    config = sac.Config(hidden_sizes=(0, 0))
+    agent = sac.make_agent(config, env, params)
+    with pytest.raises(ValueError, match=r"hidden layer sizes must be >= 1, got \(0, 0\)"):
+        agent.init(jax.random.PRNGKey(0), config, None)
 
 
 @pytest.fixture(scope="module")

@@ -79,6 +79,16 @@ def test_patch_convolution_equals_flax_conv_and_keeps_its_parameters():
     np.testing.assert_allclose(patch.apply(params, x), conv.apply(params, x), atol=1e-5)
 
 
+@pytest.mark.parametrize("kind", ["mlp", "flat_mlp", "cnn"])
+def test_a_torso_with_a_zero_or_negative_width_is_refused_with_the_field_named(kind):
+    from rlzoo.nets.torsos import make_torso
+
+    x = jnp.zeros((1, 10, 10, 4))
+    for sizes in [(64, 0), (-1,)]:
+        with pytest.raises(ValueError, match=r"hidden layer sizes must be >= 1.*hidden_sizes"):
+            make_torso(kind, sizes, "relu").init(jax.random.PRNGKey(0), x)
+
+
 def test_same_key_same_result_different_key_different_result(cartpole):
     env, params = cartpole
     train = jax.jit(jax.vmap(ppo.make_train(TINY, env, params)))

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rlzoo.nets.torsos import activation_fn
+from rlzoo.nets.torsos import activation_fn, layer_sizes
 
 # SAC's usual clamp of the Gaussian's log standard deviation (Haarnoja et al.; CleanRL).
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
@@ -31,7 +31,7 @@ class DenseStack(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         act = activation_fn(self.activation)
-        for size in self.hidden_sizes:
+        for size in layer_sizes(self.hidden_sizes):
             x = nn.Dense(size)(x)
             if self.layer_norm:
                 x = nn.LayerNorm()(x)

@@ -367,6 +367,9 @@ POLICY_FIELDS = (
 
 def policy_from_config(config: Any, action_dim: int) -> DiffusionPolicy:
     """The :class:`DiffusionPolicy` that a config's :data:`POLICY_FIELDS` describe."""
+    for name, least in (("hidden_size", 1), ("time_dim", 1), ("num_blocks", 0)):
+        if getattr(config, name) < least:
+            raise ValueError(f"{name} must be >= {least}, got {getattr(config, name)}")
     network = Denoiser(
         action_dim,
         hidden_size=config.hidden_size,

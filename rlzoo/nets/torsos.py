@@ -14,6 +14,18 @@ from rlzoo.envs.core import ACTION_MASK, Dict
 ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu, "elu": nn.elu, "silu": nn.silu, "gelu": nn.gelu}
 
 
+def layer_sizes(sizes: Sequence[int]) -> tuple[int, ...]:
+    """``sizes`` as a tuple, each checked to be at least 1 (a zero-width layer cannot be
+    initialised, and a negative one is a typo)."""
+    sizes = tuple(sizes)
+    if any(size < 1 for size in sizes):
+        raise ValueError(
+            f"hidden layer sizes must be >= 1, got {sizes}; give the agent's hidden_sizes "
+            "positive widths, for example --config.hidden_sizes=(64,64)"
+        )
+    return sizes
+
+
 def activation_fn(name: str):
     if name not in ACTIVATIONS:
         raise ValueError(f"unknown activation {name!r}; known: {', '.join(ACTIVATIONS)}")
@@ -39,7 +51,7 @@ class MLP(nn.Module):
         act = activation_fn(self.activation)
         if self.flatten:
             x = x.reshape((*x.shape[: x.ndim - self.flatten], -1))
-        for size in self.hidden_sizes:
+        for size in layer_sizes(self.hidden_sizes):
             x = act(nn.Dense(size, kernel_init=orthogonal(), bias_init=nn.initializers.zeros)(x))
         return x
 
@@ -85,7 +97,7 @@ class MinAtarCNN(nn.Module):
         # Named as nn.Conv would be, so parameters and their initial values are unchanged.
         x = act(PatchConv(self.channels, (3, 3), name="Conv_0")(x))
         x = x.reshape((*x.shape[:-3], -1))
-        for size in self.hidden_sizes:
+        for size in layer_sizes(self.hidden_sizes):
             x = act(nn.Dense(size, kernel_init=orthogonal(), bias_init=nn.initializers.zeros)(x))
         return x
 
