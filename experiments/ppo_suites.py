@@ -11,6 +11,7 @@ The budgets are those of a small shared CPU (2 cores), orders of magnitude below
 suites' own PPO results, which the table quotes with their budgets.
 
     python experiments/ppo_suites.py [--suites=navix,xminigrid,...] [--num_seeds=5]
+        [--total_steps=N] [--record_name=ppo_suites]
 """
 
 from __future__ import annotations
@@ -123,6 +124,7 @@ def main() -> None:
     parser.add_argument("--suites", default=",".join(ENV_IDS))
     parser.add_argument("--num_seeds", type=int, default=5)
     parser.add_argument("--total_steps", type=int, default=0, help="0: BUDGETS per suite")
+    parser.add_argument("--record_name", default="ppo_suites", help="results file name")
     parser.add_argument("--_suite", default="", help=argparse.SUPPRESS)
     parser.add_argument("--_out", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -163,7 +165,7 @@ def main() -> None:
         "episodes. Shipped presets (`ppo.PRESETS`), small budgets for a 2-core CPU shared "
         "with other jobs.\n\nPublished PPO results, for scale:\n" + "\n".join(notes)
     )
-    record("ppo_suites", {"num_seeds": args.num_seeds, "rows": rows, "table": table})
+    record(args.record_name, {"num_seeds": args.num_seeds, "rows": rows, "table": table})
     print(table)
 
 
