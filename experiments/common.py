@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "experiments" / "results"
 PYTHON = sys.executable
@@ -136,3 +138,13 @@ def random_action_ceiling(env_id: str, num_envs: int, steps: int, num_seeds: int
     jax.block_until_ready(compiled(keys))
     seconds = time.perf_counter() - start
     return {"seconds": seconds, "env_steps_per_second": num_seeds * num_envs * steps / seconds}
+
+
+def eval_curve(run_dir: Path, key: str) -> list[dict]:
+    """Mean and per-seed evaluation at each evaluation the run wrote."""
+    curve = []
+    for path in sorted((run_dir / "metrics").glob("eval-*.npz")):
+        with np.load(path, allow_pickle=False) as f:
+            scores = f[key].tolist()
+        curve.append({"iteration": int(path.stem.split("-")[1]), "per_seed": scores})
+    return curve

@@ -29,7 +29,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from common import PYTHON, RESULTS, ROOT, record, train_cli
+from common import PYTHON, RESULTS, ROOT, eval_curve, record, train_cli
 
 from rlzoo.analysis.stats import aggregate_intervals
 
@@ -77,16 +77,6 @@ print(json.dumps({{"flops_per_env_step": float(cost.get("flops", float("nan"))),
                   "matmul_gflops": matmul_gflops({width}, batch=config.batch_size)}}))
 """
     return fresh_process_json(code)
-
-
-def eval_curve(run_dir: Path, key: str) -> list[dict]:
-    """Mean and per-seed evaluation at each evaluation the run wrote."""
-    curve = []
-    for path in sorted((run_dir / "metrics").glob("eval-*.npz")):
-        with np.load(path, allow_pickle=False) as f:
-            scores = f[key].tolist()
-        curve.append({"iteration": int(path.stem.split("-")[1]), "per_seed": scores})
-    return curve
 
 
 def run_row(agent: str, env: str, args) -> dict:

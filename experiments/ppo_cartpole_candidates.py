@@ -2,8 +2,9 @@
 
 For each base seed ``S`` runs ``python -m rlzoo.sweep --agent=ppo --env=gymnax/CartPole-v1
 --num_seeds=N --seed=S --sweep.<field>=...`` (the main command's preset and budget, 5e5
-env steps per seed, with the swept traced fields changed: every candidate x seed trains in
-one compiled program) and pools each candidate's final deterministic evaluation returns
+env steps per seed, with the swept fields changed: every candidate x seed trains in one
+compiled program, or one per value of a swept static switch such as
+``normalize_advantages``) and pools each candidate's final deterministic evaluation returns
 over the base seeds: runs >= 475 (the target is every one of at least 128 runs), mean, IQM
 with its 95% stratified-bootstrap interval (rliable, base seeds as tasks), and the minimum.
 

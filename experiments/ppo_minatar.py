@@ -20,7 +20,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from common import PYTHON, ROOT, record, train_cli
+from common import PYTHON, ROOT, eval_curve, record, train_cli
 
 from rlzoo.agents import ppo
 from rlzoo.analysis.stats import aggregate_intervals
@@ -64,6 +64,7 @@ def main() -> None:
         flags += [f"--config.{change}" for change in split_top_level(args.set)]
         with tempfile.TemporaryDirectory() as tmp:
             summary, wall = train_cli(Path(tmp) / "run", *flags)
+            curve = eval_curve(Path(tmp) / "run", "eval/deterministic_return")
         scores = summary["final_eval_per_seed"]["eval/deterministic_return"]
         iqm = aggregate_intervals([scores], threshold=None)["iqm"]
         train_sps = NUM_SEEDS * summary["steps_per_seed"] / summary["chunk_seconds"]
@@ -82,9 +83,18 @@ def main() -> None:
                 "process_wall_seconds": wall,
                 "compile_seconds": summary["compile_seconds"],
                 "eval_seconds": summary["eval_seconds"],
+                # Evaluations during the run (ten by default): env steps per seed, mean.
+                "curve": [
+                    {
+                        "env_steps": c["iteration"] * NUM_ENVS * NUM_STEPS,
+                        "mean": sum(c["per_seed"]) / len(c["per_seed"]),
+                        "per_seed": c["per_seed"],
+                    }
+                    for c in curve
+                ],
             }
         )
-        print(json.dumps(rows[-1]), flush=True)
+        print(json.dumps({k: v for k, v in rows[-1].items() if k != "curve"}), flush=True)
     lines = [
         "| game | env steps / seed | mean | IQM [95% CI] | min | training env steps/s | "
         "random-action env steps/s | wall (s) |",
@@ -100,7 +110,17 @@ def main() -> None:
     preset = ppo.PRESETS["gymnax/minatar"]
     shape = ", ".join(f"{k}={v}" for k, v in preset.items() if k != "total_steps")
     changed = f"; changed: {args.set}" if args.set else ""
-    table = f"PPO, {NUM_SEEDS} seeds per game; preset {shape}{changed}.\n\n" + "\n".join(lines)
+    curves = [
+        f"{r['env']}: "
+        + ", ".join(f"{c['env_steps'] / 1e6:.1f}M {c['mean']:.1f}" for c in r["curve"])
+        for r in rows
+    ]
+    table = (
+        f"PPO, {NUM_SEEDS} seeds per game; preset {shape}{changed}.\n\n"
+        + "\n".join(lines)
+        + "\n\nMean deterministic return over seeds at each evaluation (env steps per seed):\n\n"
+        + "\n".join(f"- {c}" for c in curves)
+    )
     name = args.record_name or f"ppo_minatar_{args.total_steps}"
     record(name, {"rows": rows, "preset": preset, "changes": args.set, "table": table})
     print(table)
