@@ -68,6 +68,8 @@ def main() -> None:
         scores = summary["final_eval_per_seed"]["eval/deterministic_return"]
         iqm = aggregate_intervals([scores], threshold=None)["iqm"]
         train_sps = NUM_SEEDS * summary["steps_per_seed"] / summary["chunk_seconds"]
+        # The last evaluation is the final one, so this holds under --set num_envs/num_steps.
+        steps_per_iteration = summary["steps_per_seed"] / curve[-1]["iteration"]
         limit = ceiling(env_id)
         rows.append(
             {
@@ -86,7 +88,7 @@ def main() -> None:
                 # Evaluations during the run (ten by default): env steps per seed, mean.
                 "curve": [
                     {
-                        "env_steps": c["iteration"] * NUM_ENVS * NUM_STEPS,
+                        "env_steps": round(c["iteration"] * steps_per_iteration),
                         "mean": sum(c["per_seed"]) / len(c["per_seed"]),
                         "per_seed": c["per_seed"],
                     }
