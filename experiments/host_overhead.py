@@ -107,7 +107,8 @@ def main() -> None:
             spec = RunSpec(
                 num_seeds=args.num_seeds,
                 seed=repeat,
-                overrides={"total_steps": args.total_steps},
+                # The classic-control preset these numbers were made with (now 8 envs).
+                overrides={"total_steps": args.total_steps, "num_envs": 4, "learning_rate": 1e-3},
                 run_dir=str(Path(tmp) / "run"),
                 eval_every=args.total_steps // args.evaluations,
             )

@@ -22,11 +22,15 @@ from pathlib import Path
 from common import PYTHON, ROOT, record
 
 JOBS = {
-    "cartpole_main_job": ["--env=gymnax/CartPole-v1", "--num_seeds=8"],
+    # The classic-control preset of the time (lr 1e-3, 4 envs), pinned.
+    "cartpole_main_job": [
+        "--env=gymnax/CartPole-v1", "--num_seeds=8", "--config.learning_rate=1e-3",
+        "--config.num_envs=4",
+    ],
     "pendulum_normalised": [
         "--env=gymnax/Pendulum-v1", "--num_seeds=4", "--seed=3", "--total_steps=40960",
         "--config.normalize_observations=true", "--config.normalize_rewards=true",
-        "--config.num_envs=8",
+        "--config.num_envs=8", "--config.learning_rate=1e-3",
     ],
     "breakout_minatar_cnn": [
         "--env=gymnax/Breakout-MinAtar", "--num_seeds=2", "--total_steps=16384",

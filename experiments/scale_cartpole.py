@@ -23,6 +23,7 @@ RATES = [1e-4, 1.8e-4, 2.5e-4, 3.5e-4, 5e-4, 7e-4, 1e-3, 1.4e-3]
 BASE = [
     "--env=gymnax/CartPole-v1",
     "--total_steps=500000",
+    "--config.num_envs=4",  # PureJaxRL's shape (the shipped preset uses 8)
     "--tensorboard=false",
     "--progress=false",
 ]

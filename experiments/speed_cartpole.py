@@ -27,7 +27,8 @@ from common import PYTHON, ROOT, random_action_ceiling, record, timed_process, t
 FLAGS = [
     "--env=gymnax/CartPole-v1",
     "--total_steps=500000",
-    "--config.learning_rate=0.00025",  # PureJaxRL's value (the shipped preset uses 1e-3)
+    "--config.learning_rate=0.00025",  # PureJaxRL's values (the shipped preset differs)
+    "--config.num_envs=4",
     "--tensorboard=false",
 ]
 NUM_ENVS, STEPS_PER_SEED = 4, 500_000
