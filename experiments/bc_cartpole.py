@@ -17,7 +17,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
-from common import record
+from common import CLASSIC_PRESET_BEFORE_2026_12_06, record
 
 from rlzoo import envs
 from rlzoo.agents import ppo
@@ -31,9 +31,7 @@ BC_STEPS = 2000
 
 def expert_dataset(seed: int) -> tuple[dict, float]:
     env, params = envs.make("gymnax/CartPole-v1")
-    # The expert of the recorded results: the classic-control preset of that day (4 envs,
-    # lr 1e-3; the shipped one is now 8 envs at 2e-3).
-    overrides = {"total_steps": 100_352, "num_envs": 4, "learning_rate": 1e-3}
+    overrides = {"total_steps": 100_352, **CLASSIC_PRESET_BEFORE_2026_12_06}
     config = resolve_config(ppo, "gymnax/CartPole-v1", overrides)
     agent = ppo.make_agent(config, env, params)
     state, _ = jax.jit(ppo.make_train(config, env, params))(jax.random.PRNGKey(seed))

@@ -17,6 +17,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "experiments" / "results"
 PYTHON = sys.executable
+# PPO's classic-control preset until 2026-12-06 (ppo.PRESETS["gymnax"] is now 8 envs at
+# lr 2e-3). Scripts whose recorded results were made with it pin it, so they rerun as they
+# were recorded.
+CLASSIC_PRESET_BEFORE_2026_12_06 = {"num_envs": 4, "learning_rate": 1e-3}
+CLASSIC_PRESET_FLAGS = [f"--config.{k}={v}" for k, v in CLASSIC_PRESET_BEFORE_2026_12_06.items()]
 
 
 def machine() -> dict:

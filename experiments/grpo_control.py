@@ -8,8 +8,8 @@ positional backend); a budget of 0 leaves an env out. Per env, each method train
 ``--num_seeds`` seeds in one compiled program (``jit(vmap(make_train))``) and is then
 evaluated by the shared evaluator (deterministic policy, 32 episodes per seed). PPO runs its
 shipped config for the env
-(``ppo.default_config``; on gymnax the classic-control preset of 2026-12-01, 4 envs at
-lr 1e-3, pinned); GRPO on control (``rlzoo.agents.grpo_control``) runs its defaults
+(``ppo.default_config``; on gymnax the classic-control preset these rows were made with,
+4 envs at lr 1e-3, pinned); GRPO on control (``rlzoo.agents.grpo_control``) runs its defaults
 (4 groups of 8 members, 4 epochs x 4 minibatches, lr 3e-3, symmetric clip, grpo advantages),
 chosen from a handful of 2-seed trials on these two envs.
 
@@ -26,7 +26,7 @@ import time
 
 import jax
 import numpy as np
-from common import record
+from common import CLASSIC_PRESET_BEFORE_2026_12_06, record
 
 from rlzoo import envs
 from rlzoo.agents import grpo_control, ppo
@@ -38,9 +38,7 @@ def train_and_evaluate(module, env_id: str, budget: int, num_seeds: int, seed: i
     env, params = envs.make(env_id)
     config = module.default_config(env_id).replace(total_steps=budget)
     if module is ppo and env_id.startswith("gymnax/"):
-        # The classic-control preset these rows were made with; the shipped one now runs
-        # 8 envs at lr 2e-3 (README, "PPO, CartPole-v1, 128 runs of the main command").
-        config = config.replace(num_envs=4, learning_rate=1e-3)
+        config = config.replace(**CLASSIC_PRESET_BEFORE_2026_12_06)
     agent = module.make_agent(config, env, params)
     keys = jax.random.split(jax.random.PRNGKey(seed), num_seeds)
     start = time.perf_counter()

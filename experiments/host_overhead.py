@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import record
+from common import CLASSIC_PRESET_BEFORE_2026_12_06, record
 
 
 def format2_lines(metrics: dict[str, np.ndarray], first: int, per_iteration: int, n: int) -> str:
@@ -107,8 +107,7 @@ def main() -> None:
             spec = RunSpec(
                 num_seeds=args.num_seeds,
                 seed=repeat,
-                # The classic-control preset these numbers were made with (now 8 envs).
-                overrides={"total_steps": args.total_steps, "num_envs": 4, "learning_rate": 1e-3},
+                overrides={"total_steps": args.total_steps, **CLASSIC_PRESET_BEFORE_2026_12_06},
                 run_dir=str(Path(tmp) / "run"),
                 eval_every=args.total_steps // args.evaluations,
             )

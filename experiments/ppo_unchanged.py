@@ -19,14 +19,11 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from common import PYTHON, ROOT, record
+from common import CLASSIC_PRESET_FLAGS, PYTHON, ROOT, record
 
 JOBS = {
-    # The classic-control preset of the time (lr 1e-3, 4 envs), pinned.
-    "cartpole_main_job": [
-        "--env=gymnax/CartPole-v1", "--num_seeds=8", "--config.learning_rate=1e-3",
-        "--config.num_envs=4",
-    ],
+    # The classic-control preset of the time, pinned (the Pendulum job keeps its 8 envs).
+    "cartpole_main_job": ["--env=gymnax/CartPole-v1", "--num_seeds=8", *CLASSIC_PRESET_FLAGS],
     "pendulum_normalised": [
         "--env=gymnax/Pendulum-v1", "--num_seeds=4", "--seed=3", "--total_steps=40960",
         "--config.normalize_observations=true", "--config.normalize_rewards=true",

@@ -17,13 +17,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import PYTHON, record, timed_process, train_cli
+from common import CLASSIC_PRESET_FLAGS, PYTHON, record, timed_process, train_cli
 
 RATES = [1e-4, 1.8e-4, 2.5e-4, 3.5e-4, 5e-4, 7e-4, 1e-3, 1.4e-3]
 BASE = [
     "--env=gymnax/CartPole-v1",
     "--total_steps=500000",
-    "--config.num_envs=4",  # PureJaxRL's shape (the shipped preset uses 8)
+    *CLASSIC_PRESET_FLAGS,
     "--tensorboard=false",
     "--progress=false",
 ]

@@ -24,14 +24,14 @@ from pathlib import Path
 
 from common import PYTHON, ROOT, random_action_ceiling, record, timed_process, train_cli
 
+NUM_ENVS, STEPS_PER_SEED = 4, 500_000
 FLAGS = [
     "--env=gymnax/CartPole-v1",
-    "--total_steps=500000",
+    f"--total_steps={STEPS_PER_SEED}",
     "--config.learning_rate=0.00025",  # PureJaxRL's values (the shipped preset differs)
-    "--config.num_envs=4",
+    f"--config.num_envs={NUM_ENVS}",
     "--tensorboard=false",
 ]
-NUM_ENVS, STEPS_PER_SEED = 4, 500_000
 
 
 def ceiling(num_seeds: int) -> dict:
